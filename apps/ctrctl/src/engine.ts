@@ -1,0 +1,54 @@
+/** Which engine ctrctl talks to (--root/--state/--instance or CTR_*), and its clients. */
+import { type Config, layout, loadConfig } from '@ctr/common/config';
+import { type ServiceDef, dial, type ApiClient, socketAddress } from '@ctr/common/grpc';
+import { CtrError, unavailable } from '@ctr/common/errors';
+import type { FlagSpec, FlagValues } from './args.js';
+
+export const GLOBAL_FLAGS: FlagSpec[] = [
+  { name: 'root', type: 'string', value: 'dir', help: 'Root directory of the engine (env CTR_ROOT)' },
+  { name: 'state', type: 'string', value: 'dir', help: 'State directory of the engine (env CTR_STATE)' },
+  { name: 'instance', type: 'string', value: 'name', help: 'Instance name of the engine (env CTR_INSTANCE)' },
+  { name: 'config', type: 'string', value: 'file', help: 'Engine config file (env CTR_CONFIG)' },
+  { name: 'help', type: 'bool', help: 'Print usage' },
+];
+
+export interface Globals {
+  config: Config;
+  /** A client of a daemon's API; calls fail with one clear "cannot connect" line when it is down. */
+  client<D extends ServiceDef>(definition: D, daemon: 'ctrd' | string): ApiClient<D>;
+  close(): void;
+}
+
+export function resolveGlobals(flags: FlagValues): Globals {
+  const config = loadConfig({
+    root: flags.root as string | undefined,
+    state: flags.state as string | undefined,
+    instance: flags.instance as string | undefined,
+    config: flags.config as string | undefined,
+  });
+  const paths = layout(config);
+  const clients: ApiClient<ServiceDef>[] = [];
+  return {
+    config,
+    client(definition, daemon) {
+      const socket = daemon === 'ctrd' ? paths.supervisorSocket : paths.serviceSocket(daemon);
+      const c = dial(definition, socket);
+      clients.push(c as unknown as ApiClient<ServiceDef>);
+      return c;
+    },
+    close() {
+      for (const c of clients) c.close();
+    },
+  };
+}
+
+/** Rewrites an UNAVAILABLE error into docker's "is the daemon running?" line. */
+export function explainUnavailable(err: unknown, config: Config): unknown {
+  if (err instanceof CtrError && err.kind === 'Unavailable') {
+    return unavailable(
+      `Cannot connect to the ctr daemon at ${socketAddress(layout(config).supervisorSocket).replace('unix:', 'unix://')}. Is ctrd running?`,
+      { cause: err },
+    );
+  }
+  return err;
+}

@@ -1,0 +1,122 @@
+/**
+ * What every ctr service daemon does the same way: read its configuration,
+ * log, connect the event bus, serve its gRPC API and health on its socket in
+ * the state dir, and shut down cleanly on SIGTERM. A service supplies only its
+ * name and its API bindings.
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type Config, type ConfigFlags, type Layout, layout, loadConfig } from './config.js';
+import { EventBus } from './events.js';
+import { type RunningServer, type ServiceBinding, serve } from './grpc.js';
+import { HealthReporter, Serving } from './health.js';
+import { createLogger, type Logger } from './log.js';
+
+export interface DaemonContext {
+  name: string;
+  config: Config;
+  layout: Layout;
+  log: Logger;
+  bus: EventBus;
+  health: HealthReporter;
+}
+
+export interface DaemonSpec {
+  name: string;
+  /** The daemon's API; called once the event bus is connected. */
+  services(ctx: DaemonContext): Promise<ServiceBinding[]> | ServiceBinding[];
+  /** Releases what the daemon holds, before the socket closes. */
+  stop?(ctx: DaemonContext): Promise<void>;
+}
+
+/** Flags every daemon takes (ctrd passes them to the services it starts). */
+export const DAEMON_FLAGS = {
+  config: { type: 'string' },
+  root: { type: 'string' },
+  state: { type: 'string' },
+  instance: { type: 'string' },
+  'events-url': { type: 'string' },
+  'log-level': { type: 'string' },
+} as const;
+
+export function parseDaemonFlags(argv: string[]): ConfigFlags {
+  const { values } = parseArgs({ args: argv, options: DAEMON_FLAGS, strict: true });
+  return {
+    config: values.config,
+    root: values.root,
+    state: values.state,
+    instance: values.instance,
+    eventsUrl: values['events-url'],
+    logLevel: values['log-level'],
+  };
+}
+
+/** The NATS URL: configured, or the embedded server ctrd recorded in the state dir. */
+export async function resolveEventsUrl(config: Config): Promise<string> {
+  if (config.events.url) return config.events.url;
+  const record = JSON.parse(await readFile(layout(config).natsRecord, 'utf8')) as { url: string };
+  return record.url;
+}
+
+export async function runDaemon(spec: DaemonSpec, argv = process.argv.slice(2)): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig(parseDaemonFlags(argv));
+  } catch (err) {
+    process.stderr.write(`${spec.name}: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  const log = createLogger({ name: spec.name, level: config.log.level });
+  const paths = layout(config);
+  const health = new HealthReporter();
+  health.set('', Serving.NOT_SERVING);
+  let server: RunningServer | undefined;
+  let ctx: DaemonContext | undefined;
+  let stopping = false;
+
+  const shutdown = async (signal: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    health.set('', Serving.NOT_SERVING);
+    try {
+      if (ctx && spec.stop) await spec.stop(ctx);
+      await server?.close();
+      await ctx?.bus.close();
+    } catch (err) {
+      log.error({ err }, 'shutdown failed');
+      code = 1;
+    }
+    log.info('stopped');
+    log.flush();
+    process.exit(code);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    log.flush();
+    process.exit(1);
+  });
+
+  try {
+    // Serve first (health says NOT_SERVING), so the supervisor sees the process come up.
+    server = await serve(paths.serviceSocket(spec.name), [health.binding()]);
+    const url = await resolveEventsUrl(config);
+    const bus = await EventBus.connect({
+      url,
+      instance: config.instance,
+      source: spec.name,
+      log,
+      maxAgeSeconds: config.events.maxAgeSeconds,
+      waitOnFirstConnect: true,
+    });
+    ctx = { name: spec.name, config, layout: paths, log, bus, health };
+    server.add(await spec.services(ctx));
+    health.set('', Serving.SERVING);
+    log.info({ socket: server.socketPath, events: url, pid: process.pid }, 'serving');
+  } catch (err) {
+    log.fatal({ err }, 'failed to start');
+    await shutdown('startup-failure', 1);
+  }
+}

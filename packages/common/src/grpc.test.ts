@@ -1,0 +1,123 @@
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EventsService, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isKind, notFound } from './errors.js';
+import { claimSocket, dial, implement, readStream, serve } from './grpc.js';
+
+const dir = mkdtempSync('/tmp/ctr-grpc-');
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+const supervisor = (impl: Parameters<typeof implement<typeof SupervisorService>>[1]) => ({
+  definition: SupervisorService,
+  implementation: implement(SupervisorService, impl),
+});
+
+describe('gRPC on unix sockets', () => {
+  it('serves on a 0660 socket and carries typed errors both ways', async () => {
+    const socket = join(dir, 'a.sock');
+    const server = await serve(socket, [
+      supervisor({
+        version: async () => ({ version: '9.9', revision: '', nodeVersion: '', natsVersion: '', apiVersion: 'v1' }),
+        restartService: async ({ name }) => {
+          throw notFound(`no such service: ${name}`);
+        },
+        info: async () => {
+          throw new Error('disk on fire\nstack line');
+        },
+      }),
+    ]);
+    try {
+      expect(statSync(socket).mode & 0o777).toBe(0o660);
+      const client = dial(SupervisorService, socket);
+      expect((await client.version({})).version).toBe('9.9');
+      const err = await client.restartService({ name: 'nope' }).catch((e) => e);
+      expect(isKind(err, 'NotFound')).toBe(true);
+      expect(err.message).toBe('no such service: nope');
+      const internal = await client.info({}).catch((e) => e);
+      expect(isKind(internal, 'Internal')).toBe(true);
+      expect(internal.message).toBe('disk on fire');
+      // A method with no handler answers UNIMPLEMENTED.
+      const unimpl = await client.listServices({}).catch((e) => e);
+      expect(isKind(unimpl, 'Unimplemented')).toBe(true);
+      client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('streams server responses', async () => {
+    const socket = join(dir, 'stream.sock');
+    const server = await serve(socket, [
+      {
+        definition: EventsService,
+        implementation: implement(EventsService, {
+          subscribe: async (_req, call) => {
+            for (let i = 1; i <= 3; i++) call.write({ sequence: BigInt(i) });
+          },
+        }),
+      },
+    ]);
+    const client = dial(EventsService, socket);
+    const seqs: bigint[] = [];
+    for await (const r of readStream(client.subscribe({ topics: [] }))) seqs.push(r.sequence);
+    expect(seqs).toEqual([1n, 2n, 3n]);
+    client.close();
+    await server.close();
+  });
+
+  it('removes a stale socket but refuses one that is alive', async () => {
+    const socket = join(dir, 'stale.sock');
+    // A socket file nobody listens on, as a SIGKILLed daemon leaves it.
+    const { spawnSync } = await import('node:child_process');
+    spawnSync('python3', ['-c', `import socket;s=socket.socket(socket.AF_UNIX);s.bind(${JSON.stringify(socket)})`]);
+    expect(statSync(socket).isSocket()).toBe(true);
+    await claimSocket(socket);
+    const server = await serve(socket, [supervisor({})]);
+    const err = await serve(socket, [supervisor({})]).catch((e) => e);
+    expect(isKind(err, 'AlreadyExists')).toBe(true);
+    await server.close();
+  });
+
+  it('refuses a path that is not a socket', async () => {
+    const path = join(dir, 'plain-file');
+    writeFileSync(path, 'x');
+    const err = await claimSocket(path).catch((e) => e);
+    expect(isKind(err, 'FailedPrecondition')).toBe(true);
+  });
+
+  it('fails fast when nothing listens, and retries UNAVAILABLE while a daemon comes up', async () => {
+    const socket = join(dir, 'late.sock');
+    const client = dial(SupervisorService, socket);
+    const err = await client.version({}, { timeoutMs: 2000 }).catch((e) => e);
+    expect(isKind(err, 'Unavailable')).toBe(true);
+
+    const started = Date.now();
+    let server: Awaited<ReturnType<typeof serve>> | undefined;
+    setTimeout(async () => {
+      server = await serve(socket, [
+        supervisor({ version: async () => ({ version: 'late', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }) }),
+      ]);
+    }, 300);
+    const res = await client.version({}, { timeoutMs: 2000, retryMs: 5000 });
+    expect(res.version).toBe('late');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    client.close();
+    await server?.close();
+  });
+
+  it('enforces deadlines', async () => {
+    const socket = join(dir, 'slow.sock');
+    const server = await serve(socket, [
+      supervisor({
+        version: () => new Promise((r) => setTimeout(() => r({ version: '', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }), 2000)),
+      }),
+    ]);
+    const client = dial(SupervisorService, socket);
+    const err = await client.version({}, { timeoutMs: 200 }).catch((e) => e);
+    expect(isKind(err, 'DeadlineExceeded')).toBe(true);
+    client.close();
+    await server.close(0);
+  });
+});

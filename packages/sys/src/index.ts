@@ -1,0 +1,3 @@
+export * from './libc.js';
+export * from './mountinfo.js';
+export * from './proc.js';

@@ -1,0 +1,104 @@
+/**
+ * libc through koffi: the syscalls that are safe to make from a multi-threaded
+ * Node process. Namespace work (clone, setns, unshare) is not here: it belongs
+ * to native/ctr-init. This is the only module in ctr that loads koffi.
+ */
+import { constants } from 'node:os';
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+const c = {
+  mount: libc.func(
+    'int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)',
+  ),
+  umount2: libc.func('int umount2(const char *target, int flags)'),
+  prctl: libc.func('int prctl(int option, ...)'),
+  syscall: libc.func('long syscall(long number, ...)'),
+  strerror: libc.func('const char *strerror(int errnum)'),
+};
+
+const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, num]) => [num, name]));
+
+/** A failed syscall, with errno's name as `code` like Node's own system errors. */
+export class SysError extends Error {
+  readonly code: string;
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    detail: string,
+  ) {
+    super(`${syscall} ${detail}: ${c.strerror(errno)}`);
+    this.code = errnoNames.get(errno) ?? `E${errno}`;
+    this.name = 'SysError';
+  }
+}
+
+function check(ret: number | bigint, syscall: string, detail: string): number {
+  const n = Number(ret);
+  if (n < 0) throw new SysError(syscall, koffi.errno(), detail);
+  return n;
+}
+
+/** mount(2) flags. */
+export const MS = {
+  RDONLY: 0x1,
+  NOSUID: 0x2,
+  NODEV: 0x4,
+  NOEXEC: 0x8,
+  REMOUNT: 0x20,
+  NOATIME: 0x400,
+  BIND: 0x1000,
+  MOVE: 0x2000,
+  REC: 0x4000,
+  PRIVATE: 0x40000,
+  SLAVE: 0x80000,
+  SHARED: 0x100000,
+} as const;
+
+/** umount2(2) flags. */
+export const MNT = { FORCE: 0x1, DETACH: 0x2, EXPIRE: 0x4, NOFOLLOW: 0x8 } as const;
+
+export function mount(
+  source: string,
+  target: string,
+  fstype: string | null,
+  flags = 0,
+  data: string | null = null,
+): void {
+  check(c.mount(source, target, fstype, flags, data), 'mount', `${fstype ?? 'bind'} ${source} on ${target}`);
+}
+
+export function umount(target: string, flags = 0): void {
+  check(c.umount2(target, flags), 'umount2', target);
+}
+
+const PR_SET_CHILD_SUBREAPER = 36;
+const PR_GET_CHILD_SUBREAPER = 37;
+
+/** Makes this process adopt orphaned descendants, as a shim must for its container's processes. */
+export function setChildSubreaper(on = true): void {
+  check(c.prctl(PR_SET_CHILD_SUBREAPER, 'unsigned long', on ? 1 : 0), 'prctl', 'PR_SET_CHILD_SUBREAPER');
+}
+
+export function isChildSubreaper(): boolean {
+  const out = Buffer.alloc(4);
+  check(c.prctl(PR_GET_CHILD_SUBREAPER, 'int *', out), 'prctl', 'PR_GET_CHILD_SUBREAPER');
+  return out.readInt32LE(0) !== 0;
+}
+
+const SYS_pidfd_send_signal = 424;
+const SYS_pidfd_open = 434;
+
+/** A pidfd refers to one process for good: no PID reuse race when signalling or polling it. */
+export function pidfdOpen(pid: number): number {
+  return check(c.syscall(SYS_pidfd_open, 'int', pid, 'unsigned int', 0), 'pidfd_open', `pid ${pid}`);
+}
+
+export function pidfdSendSignal(pidfd: number, signal: number): void {
+  check(
+    c.syscall(SYS_pidfd_send_signal, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
+    'pidfd_send_signal',
+    `signal ${signal}`,
+  );
+}

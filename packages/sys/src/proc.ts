@@ -1,0 +1,53 @@
+/** Facts about processes from /proc, used to adopt and watch processes that are not our children. */
+import { readFile } from 'node:fs/promises';
+
+export interface ProcStat {
+  pid: number;
+  comm: string;
+  /** R, S, D, Z (zombie), T... */
+  state: string;
+  ppid: number;
+  /** Start time in clock ticks after boot: with the pid, it names one process for good. */
+  startTime: number;
+}
+
+export function parseProcStat(text: string): ProcStat {
+  // comm is in parentheses and may itself contain spaces and parentheses.
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  const rest = text.slice(close + 2).split(' ');
+  return {
+    pid: Number(text.slice(0, open).trim()),
+    comm: text.slice(open + 1, close),
+    state: rest[0],
+    ppid: Number(rest[1]),
+    startTime: Number(rest[19]),
+  };
+}
+
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+  try {
+    return parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+export async function readCmdline(pid: number): Promise<string[] | undefined> {
+  try {
+    const raw = await readFile(`/proc/${pid}/cmdline`, 'utf8');
+    return raw.split('\0').filter((s, i, all) => s !== '' || i < all.length - 1);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * True when the process `pid` that started at `startTime` is still running
+ * (not exited, not a zombie, and not a newer process that reused the pid).
+ */
+export async function processAlive(pid: number, startTime?: number): Promise<boolean> {
+  const st = await readProcStat(pid);
+  if (!st || st.state === 'Z' || st.state === 'X') return false;
+  return startTime === undefined || st.startTime === startTime;
+}

@@ -1,0 +1,176 @@
+/**
+ * An isolated engine for a test: its own root and state dirs, instance name
+ * and embedded NATS, started from the built apps exactly as a user starts
+ * ctrd. stop() is the engine's own teardown (ctrd's SIGTERM), followed by the
+ * leak check: what the engine leaves behind fails the test.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ServiceState, type ServiceStatus, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
+import { layout } from '@ctr/common/config';
+import { type ApiClient, dial } from '@ctr/common/grpc';
+import { processAlive } from '@ctr/sys/proc';
+import { assertNoLeaks, findLeaks } from './leaks.js';
+import { type RunResult, randomInstance, repoRoot, run, signal, sleep, waitFor } from './util.js';
+
+export interface EngineOptions {
+  instance?: string;
+  /** An external NATS URL instead of the embedded server. */
+  eventsUrl?: string;
+  /** The default bridge's subnet (inside 100.64.0.0/10). */
+  subnet?: string;
+  env?: NodeJS.ProcessEnv;
+}
+
+export const CTRD_MAIN = join(repoRoot, 'apps/supervisor/dist/main.js');
+export const CTRCTL_MAIN = join(repoRoot, 'apps/ctrctl/dist/main.js');
+
+export class TestEngine {
+  readonly root: string;
+  readonly state: string;
+  readonly paths: ReturnType<typeof layout>;
+  #ctrd: ChildProcess | undefined;
+  #clients: { close(): void }[] = [];
+
+  private constructor(
+    readonly instance: string,
+    readonly dir: string,
+    private readonly opts: EngineOptions,
+  ) {
+    this.root = join(dir, 'root');
+    this.state = join(dir, 'state');
+    this.paths = layout({ root: this.root, state: this.state });
+  }
+
+  static async start(opts: EngineOptions = {}): Promise<TestEngine> {
+    const instance = opts.instance ?? randomInstance();
+    const dir = join('/tmp', `ctr-${instance}`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+    const engine = new TestEngine(instance, dir, opts);
+    try {
+      await engine.startCtrd();
+    } catch (err) {
+      await engine.stop({ checkLeaks: false }).catch(() => undefined);
+      throw err;
+    }
+    return engine;
+  }
+
+  /** The environment that points ctrd and ctrctl at this engine. */
+  get env(): NodeJS.ProcessEnv {
+    return {
+      ...process.env,
+      ...this.opts.env,
+      CTR_ROOT: this.root,
+      CTR_STATE: this.state,
+      CTR_INSTANCE: this.instance,
+      CTR_CONFIG: join(this.dir, 'no-config.json'),
+      CTR_DEFAULT_SUBNET: this.opts.subnet ?? '100.96.0.0/24',
+      ...(this.opts.eventsUrl ? { CTR_EVENTS_URL: this.opts.eventsUrl } : {}),
+    };
+  }
+
+  get ctrdPid(): number | undefined {
+    return this.#ctrd?.exitCode === null ? this.#ctrd.pid : undefined;
+  }
+
+  /** Starts ctrd (which adopts whatever is still running) and waits until every service is healthy. */
+  async startCtrd(): Promise<void> {
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(join(this.dir, 'no-config.json'), '{}\n');
+    const log = openSync(join(this.dir, 'ctrd.log'), 'a');
+    try {
+      this.#ctrd = spawn(process.execPath, [CTRD_MAIN], { env: this.env, stdio: ['ignore', log, log], detached: true });
+    } finally {
+      closeSync(log);
+    }
+    const child = this.#ctrd;
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`ctrd exited ${child.exitCode}: ${await this.ctrdLog()}`);
+        const services = await this.services().catch(() => []);
+        return services.length === 5 && services.every((s) => s.state === ServiceState.SERVICE_STATE_HEALTHY);
+      },
+      'ctrd and its services to be healthy',
+      { timeoutMs: 30_000 },
+    );
+  }
+
+  async ctrdLog(): Promise<string> {
+    return readFile(join(this.dir, 'ctrd.log'), 'utf8').catch(() => '');
+  }
+
+  supervisor(): ApiClient<typeof SupervisorService> {
+    const c = dial(SupervisorService, this.paths.supervisorSocket);
+    this.#clients.push(c);
+    return c;
+  }
+
+  async services(): Promise<ServiceStatus[]> {
+    const c = dial(SupervisorService, this.paths.supervisorSocket);
+    try {
+      return (await c.listServices({}, { timeoutMs: 2000 })).services;
+    } finally {
+      c.close();
+    }
+  }
+
+  async service(name: string): Promise<ServiceStatus> {
+    const s = (await this.services()).find((x) => x.name === name);
+    if (!s) throw new Error(`no service ${name}`);
+    return s;
+  }
+
+  /** Runs ctrctl against this engine. */
+  ctrctl(args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+    return run(process.execPath, [CTRCTL_MAIN, ...args], {
+      input: opts.input,
+      env: { ...this.env, ...opts.env },
+      timeoutMs: opts.timeoutMs ?? 60_000,
+    });
+  }
+
+  /** Kills ctrd without letting it stop anything (the services keep running). */
+  async killCtrd(): Promise<void> {
+    const child = this.#ctrd;
+    if (!child?.pid || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    signal(child.pid, 'SIGKILL');
+    await exited;
+  }
+
+  /**
+   * The engine's own teardown: SIGTERM to ctrd (a ctrd is started first if
+   * the test killed it, so that it adopts and stops everything), then the
+   * leak check, then the dirs are removed.
+   */
+  async stop({ checkLeaks = true } = {}): Promise<void> {
+    for (const c of this.#clients) c.close();
+    this.#clients = [];
+    if (!this.ctrdPid) {
+      const pidFile = await readFile(this.paths.supervisorPidFile, 'utf8').catch(() => '');
+      const orphan = pidFile ? (JSON.parse(pidFile) as { pid: number; startTime: number }) : undefined;
+      if (!orphan || !(await processAlive(orphan.pid, orphan.startTime))) {
+        await this.startCtrd().catch(() => undefined);
+      }
+    }
+    const child = this.#ctrd;
+    if (child?.pid && child.exitCode === null) {
+      const exited = new Promise((r) => child.once('exit', r));
+      signal(child.pid, 'SIGTERM');
+      await Promise.race([exited, sleep(30_000)]);
+      if (child.exitCode === null) signal(child.pid, 'SIGKILL');
+    }
+    const scope = { instance: this.instance, dirs: [this.dir] };
+    // Processes a killed service left as zombies of PID 1 vanish shortly; give them a moment.
+    if (checkLeaks) {
+      await waitFor(async () => (await findLeaks(scope)).length === 0, 'the engine to leave nothing behind', {
+        timeoutMs: 5000,
+      }).catch(() => assertNoLeaks(scope));
+    }
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

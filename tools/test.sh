@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Sets up what is missing, then builds, lints and runs every test of every
+# project (unit, real-kernel integration, e2e), one project at a time. Ends
+# with the line `N passed, N failed`.
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$ROOT"
+rm -rf .reports && mkdir -p .reports .nx
+failed_step() { echo "$1" >>.reports/failed-steps; }
+
+bash tools/setup.sh || failed_step "setup"
+if [ ! -f .reports/failed-steps ]; then
+  nx run-many -t lint --outputStyle=stream || failed_step "lint"
+  nx run-many -t test --parallel=1 --outputStyle=stream || true
+fi
+node tools/test/summary.mjs
