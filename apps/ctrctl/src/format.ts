@@ -29,7 +29,7 @@ export function humanDuration(ms: number): string {
   return `${Math.floor(h / 24 / 365)} years`;
 }
 
-/** docker's units.BytesSize (binary units): "1.5GiB". */
+/** docker's units.BytesSize: binary units, 4 significant digits ("%.4g"): "1.5KiB", "23.54GiB". */
 export function bytesSize(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
   let i = 0;
@@ -38,10 +38,7 @@ export function bytesSize(n: number): string {
     v /= 1024;
     i++;
   }
-  return `${Number(v.toFixed(4))
-    .toString()
-    .replace(/(\.\d{0,3})\d*$/, '$1')
-    .replace(/\.$/, '')}${units[i]}`;
+  return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
 const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;

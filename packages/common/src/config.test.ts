@@ -23,7 +23,12 @@ describe('configuration', () => {
   });
 
   it('applies defaults, then the file, then env, then flags', () => {
-    const f = file('c.json', { root: '/file/root', state: '/file/state', instance: 'fromfile', events: { url: 'nats://file:1' } });
+    const f = file('c.json', {
+      root: '/file/root',
+      state: '/file/state',
+      instance: 'fromfile',
+      events: { url: 'nats://file:1' },
+    });
     const env = { CTR_CONFIG: f, CTR_STATE: '/env/state', CTR_INSTANCE: 'fromenv' };
     const c = loadConfig({ instance: 'fromflag' }, env);
     expect(c.root).toBe('/file/root');
@@ -40,7 +45,9 @@ describe('configuration', () => {
 
   it('refuses unknown keys, wrong types and bad JSON with the key named', () => {
     expect(() => loadConfig({ config: file('u.json', { rot: '/x' }) }, {})).toThrow(/unknown key rot/);
-    expect(() => loadConfig({ config: file('t.json', { events: { url: 3 } }) }, {})).toThrow(/events.url must be of type string/);
+    expect(() => loadConfig({ config: file('t.json', { events: { url: 3 } }) }, {})).toThrow(
+      /events.url must be of type string/,
+    );
     expect(() => loadConfig({ config: file('b.json', '{nope') }, {})).toThrow(/not a JSON object/);
   });
 
@@ -53,7 +60,9 @@ describe('configuration', () => {
     }
     expect(isKind(err, 'InvalidArgument')).toBe(true);
     expect(() => loadConfig({ root: 'relative' }, { CTR_CONFIG: file('e.json', {}) })).toThrow(/absolute/);
-    expect(() => loadConfig({ instance: 'waytoolonginstance' }, { CTR_CONFIG: file('e2.json', {}) })).toThrow(/instance/);
+    expect(() => loadConfig({ instance: 'waytoolonginstance' }, { CTR_CONFIG: file('e2.json', {}) })).toThrow(
+      /instance/,
+    );
   });
 
   it('lays out sockets and records under the state dir', () => {

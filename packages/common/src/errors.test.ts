@@ -37,7 +37,11 @@ describe('error vocabulary', () => {
   });
 
   it('turns a grpc-js error into a typed error with its details', () => {
-    const err = fromGrpcError({ code: GrpcCode.NOT_FOUND, details: 'no such container: web', message: '5 NOT_FOUND: ...' });
+    const err = fromGrpcError({
+      code: GrpcCode.NOT_FOUND,
+      details: 'no such container: web',
+      message: '5 NOT_FOUND: ...',
+    });
     expect(isNotFound(err)).toBe(true);
     expect(err.message).toBe('no such container: web');
   });

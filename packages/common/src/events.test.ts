@@ -43,14 +43,28 @@ describe('event bus on a real nats-server', () => {
       received.push((env.event?.value as { containerId: string }).containerId);
     });
     await waitFor(async () => {
-      await publisher.publish('taskExited', { containerId: 'warmup', execId: '', pid: 0, exitStatus: 0, oomKilled: false });
+      await publisher.publish('taskExited', {
+        containerId: 'warmup',
+        execId: '',
+        pid: 0,
+        exitStatus: 0,
+        oomKilled: false,
+      });
       return received.includes('warmup');
     }, 'the consumer to be ready');
     received.length = 0;
 
     const sent: Promise<void>[] = [];
     for (let i = 0; i < 1000; i++) {
-      sent.push(publisher.publish('taskExited', { containerId: `c${i}`, execId: '', pid: i, exitStatus: i % 256, oomKilled: false }));
+      sent.push(
+        publisher.publish('taskExited', {
+          containerId: `c${i}`,
+          execId: '',
+          pid: i,
+          exitStatus: i % 256,
+          oomKilled: false,
+        }),
+      );
       if (i === 300) await nats.kill();
       if (i === 600) await nats.startServer();
       if (i % 50 === 0) await new Promise((r) => setTimeout(r, 5));

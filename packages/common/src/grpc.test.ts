@@ -97,7 +97,9 @@ describe('gRPC on unix sockets', () => {
     let server: Awaited<ReturnType<typeof serve>> | undefined;
     setTimeout(async () => {
       server = await serve(socket, [
-        supervisor({ version: async () => ({ version: 'late', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }) }),
+        supervisor({
+          version: async () => ({ version: 'late', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }),
+        }),
       ]);
     }, 300);
     const res = await client.version({}, { timeoutMs: 2000, retryMs: 5000 });
@@ -111,7 +113,10 @@ describe('gRPC on unix sockets', () => {
     const socket = join(dir, 'slow.sock');
     const server = await serve(socket, [
       supervisor({
-        version: () => new Promise((r) => setTimeout(() => r({ version: '', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }), 2000)),
+        version: () =>
+          new Promise((r) =>
+            setTimeout(() => r({ version: '', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }), 2000),
+          ),
       }),
     ]);
     const client = dial(SupervisorService, socket);

@@ -125,7 +125,10 @@ export class TestEngine {
   }
 
   /** Runs ctrctl against this engine. */
-  ctrctl(args: string[], opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+  ctrctl(
+    args: string[],
+    opts: { input?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  ): Promise<RunResult> {
     return run(process.execPath, [CTRCTL_MAIN, ...args], {
       input: opts.input,
       env: { ...this.env, ...opts.env },

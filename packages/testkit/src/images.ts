@@ -22,7 +22,10 @@ export async function buildBusyboxRootfs(dir: string): Promise<void> {
   await chmod(join(dir, 'bin/busybox'), 0o755);
   const applets = (await mustRun(BUSYBOX, ['--list'])).split('\n').filter((a) => a && a !== 'busybox');
   for (const a of applets) await symlink('busybox', join(dir, 'bin', a)).catch(() => undefined);
-  await writeFile(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n');
+  await writeFile(
+    join(dir, 'etc/passwd'),
+    'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n',
+  );
   await writeFile(join(dir, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
 }
 
@@ -61,7 +64,18 @@ async function putBlob(layout: string, data: Buffer): Promise<{ digest: string; 
 export async function tarLayer(dir: string): Promise<Buffer> {
   const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
-    const tar = spawn('tar', ['-C', dir, '--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', '-', '.']);
+    const tar = spawn('tar', [
+      '-C',
+      dir,
+      '--sort=name',
+      '--mtime=@0',
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '-cf',
+      '-',
+      '.',
+    ]);
     const chunks: Buffer[] = [];
     let err = '';
     tar.stdout.on('data', (c) => chunks.push(c));

@@ -17,7 +17,10 @@ export interface LeakScope {
 async function mounts(scope: LeakScope): Promise<string[]> {
   const tag = `ctr-${scope.instance}`;
   return (await readMountInfo())
-    .filter((m) => scope.dirs.some((d) => m.mountPoint === d || m.mountPoint.startsWith(`${d}/`)) || m.mountPoint.includes(tag))
+    .filter(
+      (m) =>
+        scope.dirs.some((d) => m.mountPoint === d || m.mountPoint.startsWith(`${d}/`)) || m.mountPoint.includes(tag),
+    )
     .map((m) => `mount ${m.fsType} on ${m.mountPoint}`);
 }
 
@@ -41,7 +44,8 @@ async function iptables(scope: LeakScope): Promise<string[]> {
   for (const tool of ['iptables-save', 'iptables-legacy-save', 'ip6tables-save']) {
     const text = await execText(tool, []);
     for (const line of text.split('\n')) {
-      if (line.startsWith(`:${prefix}`) || (line.startsWith('-A') && line.includes(prefix))) found.push(`${tool}: ${line}`);
+      if (line.startsWith(`:${prefix}`) || (line.startsWith('-A') && line.includes(prefix)))
+        found.push(`${tool}: ${line}`);
     }
   }
   return found;
@@ -51,7 +55,8 @@ async function cgroups(scope: LeakScope): Promise<string[]> {
   const name = cgroupParent(scope.instance);
   const found: string[] = [];
   const roots = ['/sys/fs/cgroup'];
-  for (const entry of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) roots.push(`/sys/fs/cgroup/${entry}`);
+  for (const entry of await readdir('/sys/fs/cgroup').catch(() => [] as string[]))
+    roots.push(`/sys/fs/cgroup/${entry}`);
   for (const dir of roots) {
     const entries = await readdir(dir).catch(() => [] as string[]);
     if (entries.includes(name)) found.push(`cgroup ${dir}/${name}`);
@@ -66,7 +71,8 @@ async function processes(scope: LeakScope): Promise<string[]> {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ').trim();
     if (!cmd) continue;
-    if (scope.dirs.some((d) => cmd.includes(d)) || cmd.includes(tag)) found.push(`process ${pid}: ${cmd.slice(0, 200)}`);
+    if (scope.dirs.some((d) => cmd.includes(d)) || cmd.includes(tag))
+      found.push(`process ${pid}: ${cmd.slice(0, 200)}`);
   }
   return found;
 }

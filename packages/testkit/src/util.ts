@@ -26,7 +26,9 @@ export async function waitFor<T>(
       last = err;
     }
     if (Date.now() > until) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`,
+      );
     }
     await sleep(intervalMs);
   }
@@ -72,7 +74,8 @@ export function run(
 /** Runs a command and throws with its stderr when it fails. */
 export async function mustRun(command: string, args: string[], opts: Parameters<typeof run>[2] = {}): Promise<string> {
   const r = await run(command, args, opts);
-  if (r.code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
+  if (r.code !== 0)
+    throw new Error(`${command} ${args.join(' ')} exited ${r.code}: ${r.stderr.trim() || r.stdout.trim()}`);
   return r.stdout;
 }
 
