@@ -92,7 +92,8 @@ export class TestEngine {
       async () => {
         if (child.exitCode !== null) throw new Error(`ctrd exited ${child.exitCode}: ${await this.ctrdLog()}`);
         const services = await this.services().catch(() => []);
-        return services.length === 5 && services.every((s) => s.state === ServiceState.SERVICE_STATE_HEALTHY);
+        const expected = this.opts.eventsUrl ? 4 : 5;
+        return services.length === expected && services.every((s) => s.state === ServiceState.SERVICE_STATE_HEALTHY);
       },
       'ctrd and its services to be healthy',
       { timeoutMs: 30_000 },
