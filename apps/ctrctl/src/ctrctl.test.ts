@@ -41,7 +41,7 @@ describe('ctrctl', () => {
     expect(v.code).toBe(0);
     expect(v.stdout).toMatch(/Client:\n Version:\s+\d+\.\d+\.\d+/);
     expect(v.stdout).toMatch(/Server:\n Engine:/);
-    expect(v.stdout).toMatch(/NATS:\n  Version:\s+v2\./);
+    expect(v.stdout).toMatch(/NATS:\n {2}Version:\s+v2\./);
     const t = await engine.ctrctl(['version', '--format', '{{.Server.ApiVersion}}']);
     expect(t.stdout).toBe('v1\n');
     const info = await engine.ctrctl(['info', '--format', 'json']);

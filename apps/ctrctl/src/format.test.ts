@@ -44,7 +44,12 @@ describe('output formatting', () => {
     const capture = (format?: string) => {
       let s = '';
       printList(
-        { write: (c: string) => ((s += c), true) } as unknown as NodeJS.WritableStream,
+        {
+          write: (c: string) => {
+            s += c;
+            return true;
+          },
+        } as unknown as NodeJS.WritableStream,
         format,
         items,
         () => 'TABLE',
