@@ -1,0 +1,4 @@
+export * from './capabilities.js';
+export * from './defaults.js';
+export * from './spec.js';
+export * from './validate.js';
