@@ -26,56 +26,51 @@ static int open_in_root(int rootfd, const char *path, int flags) {
                      RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
-/* mkdir -p inside the rootfs, one component at a time, each resolved in the root. */
-static int mkdir_in_root(int rootfd, const char *path) {
-  char buf[PATH_MAX];
-  if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf)) return -(errno = ENAMETOOLONG);
-  for (char *p = buf + 1; ; p++) {
-    if (*p == '/' || *p == '\0') {
-      char saved = *p;
-      *p = '\0';
-      int fd = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
-      if (fd < 0) {
-        if (errno != ENOENT) return -1;
-        /* Create the last component in its (resolved) parent. */
-        char *slash = strrchr(buf, '/');
-        cleanup_fd int parent = -1;
-        if (slash == buf || slash == NULL) parent = fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
-        else {
-          *slash = '\0';
-          parent = open_in_root(rootfd, buf, O_PATH | O_DIRECTORY);
-          *slash = '/';
-        }
-        if (parent < 0) return -1;
-        if (mkdirat(parent, slash ? slash + 1 : buf, 0755) < 0 && errno != EEXIST) return -1;
-      } else {
-        close(fd);
-      }
-      *p = saved;
-      if (saved == '\0') break;
-    }
+static void split_path(const char *path, char *parent, size_t size, const char **name) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    parent[0] = '\0';
+    *name = path;
+    return;
   }
-  return 0;
+  snprintf(parent, size, "%.*s", (int)(slash - path), path);
+  *name = slash + 1;
 }
 
-/* Makes sure a mount target exists: a directory, or an empty file when the source is not a directory. */
-static int ensure_target(int rootfd, const char *target, bool as_file) {
-  if (!as_file) return mkdir_in_root(rootfd, target);
+/*
+ * Opens `path` in the root (O_PATH), creating what is missing: directories
+ * for the parents, and a directory or an empty file at the end. A dangling
+ * symlink on the way is followed the way the kernel would follow it with the
+ * rootfs as "/", so the result is always inside the rootfs (securejoin's job).
+ */
+static int open_or_create_in_root(int rootfd, const char *path, bool as_file, int depth) {
+  int fd = open_in_root(rootfd, path, O_PATH);
+  if (fd >= 0 || errno != ENOENT) return fd;
+  if (depth > 40) return -(errno = ELOOP);
   char parent[PATH_MAX];
-  snprintf(parent, sizeof(parent), "%s", target);
-  char *slash = strrchr(parent, '/');
-  if (slash && slash != parent) {
-    *slash = '\0';
-    if (mkdir_in_root(rootfd, parent) < 0) return -1;
-  }
-  cleanup_fd int pfd = slash && slash != parent ? open_in_root(rootfd, parent, O_PATH | O_DIRECTORY)
-                                                : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+  const char *name;
+  split_path(path, parent, sizeof(parent), &name);
+  if (*name == '\0') return -(errno = EINVAL);
+  cleanup_fd int pfd = *parent ? open_or_create_in_root(rootfd, parent, false, depth + 1) : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
   if (pfd < 0) return -1;
-  const char *name = strrchr(target, '/') ? strrchr(target, '/') + 1 : target;
-  int fd = openat(pfd, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-  if (fd < 0 && errno != EEXIST && errno != EISDIR && errno != ELOOP) return -1;
-  if (fd >= 0) close(fd);
-  return 0;
+  char link[PATH_MAX];
+  ssize_t n = readlinkat(pfd, name, link, sizeof(link) - 1);
+  if (n >= 0) {
+    link[n] = '\0';
+    char next[PATH_MAX];
+    /* Relative links resolve from the link's directory; openat2 clamps ".." at the root. */
+    if (snprintf(next, sizeof(next), "%s%s%s", link[0] == '/' ? "" : parent, link[0] == '/' ? "" : "/", link) >= (int)sizeof(next))
+      return -(errno = ENAMETOOLONG);
+    return open_or_create_in_root(rootfd, next, as_file, depth + 1);
+  }
+  if (as_file) {
+    int f = openat(pfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (f < 0 && errno != EEXIST) return -1;
+    if (f >= 0) close(f);
+  } else if (mkdirat(pfd, name, 0755) < 0 && errno != EEXIST) {
+    return -1;
+  }
+  return openat(pfd, name, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 }
 
 static int mount_on_fd(const char *source, int fd, const char *type, unsigned long flags, const char *data) {
@@ -92,10 +87,8 @@ static int do_mount(int rootfd, const struct plan_mount *m, struct init_error *e
     if (stat(m->source, &st) < 0) return fail(err, STAGE_MOUNTS, errno, "bind source %s", m->source);
     as_file = !S_ISDIR(st.st_mode);
   }
-  if (ensure_target(rootfd, m->target, as_file) < 0)
-    return fail(err, STAGE_MOUNTS, errno, "creating mount point %s", m->target);
-  cleanup_fd int fd = open_in_root(rootfd, m->target, O_PATH);
-  if (fd < 0) return fail(err, STAGE_MOUNTS, errno, "opening mount point %s", m->target);
+  cleanup_fd int fd = open_or_create_in_root(rootfd, m->target, as_file, 0);
+  if (fd < 0) return fail(err, STAGE_MOUNTS, errno, "creating mount point %s", m->target);
   unsigned long flags = (unsigned long)m->flags;
   if (bind) {
     if (mount_on_fd(m->source, fd, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
@@ -119,16 +112,16 @@ static int do_mount(int rootfd, const struct plan_mount *m, struct init_error *e
 }
 
 static int make_device(int rootfd, const struct plan_device *d, struct init_error *err) {
-  const char *slash = strrchr(d->path, '/');
   char parent[PATH_MAX];
-  snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - d->path) : 0, d->path);
-  if (*parent && mkdir_in_root(rootfd, parent) < 0) return fail(err, STAGE_DEVICES, errno, "mkdir %s", parent);
-  cleanup_fd int pfd = *parent ? open_in_root(rootfd, parent, O_PATH | O_DIRECTORY) : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+  const char *name;
+  split_path(d->path, parent, sizeof(parent), &name);
+  cleanup_fd int pfd = *parent ? open_or_create_in_root(rootfd, parent, false, 0) : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
   if (pfd < 0) return fail(err, STAGE_DEVICES, errno, "opening %s", parent);
-  const char *name = slash ? slash + 1 : d->path;
   mode_t type = d->type == 'b' ? S_IFBLK : d->type == 'p' ? S_IFIFO : S_IFCHR;
   unlinkat(pfd, name, 0);
   if (mknodat(pfd, name, type | (d->mode & 07777), makedev(d->major, d->minor)) == 0) {
+    /* mknod applied the umask: set the mode the plan asked for. */
+    if (fchmodat(pfd, name, d->mode & 07777, 0) < 0) return fail(err, STAGE_DEVICES, errno, "chmod %s", d->path);
     if (fchownat(pfd, name, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
       return fail(err, STAGE_DEVICES, errno, "chown %s", d->path);
     return 0;
@@ -145,12 +138,12 @@ static int make_device(int rootfd, const struct plan_device *d, struct init_erro
 }
 
 static int make_symlink(int rootfd, const char *target, const char *link, struct init_error *err) {
-  const char *slash = strrchr(link, '/');
   char parent[PATH_MAX];
-  snprintf(parent, sizeof(parent), "%.*s", slash ? (int)(slash - link) : 0, link);
-  cleanup_fd int pfd = *parent ? open_in_root(rootfd, parent, O_PATH | O_DIRECTORY) : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
+  const char *name;
+  split_path(link, parent, sizeof(parent), &name);
+  cleanup_fd int pfd = *parent ? open_or_create_in_root(rootfd, parent, false, 0) : fcntl(rootfd, F_DUPFD_CLOEXEC, 0);
   if (pfd < 0) return fail(err, STAGE_DEVICES, errno, "opening %s", parent);
-  if (symlinkat(target, pfd, slash ? slash + 1 : link) < 0 && errno != EEXIST)
+  if (symlinkat(target, pfd, name) < 0 && errno != EEXIST)
     return fail(err, STAGE_DEVICES, errno, "symlink %s -> %s", link, target);
   return 0;
 }

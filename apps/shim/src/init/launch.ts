@@ -177,7 +177,11 @@ export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
     const ready = await initReader.next();
     if (ready?.type !== SyncType.READY) throw failure(ready, 'the container process ended before it was ready');
   } catch (err) {
-    process.kill(pid, 'SIGKILL');
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // Already gone: it failed on its own and reported why.
+    }
     await exited;
     throw err;
   }
