@@ -24,6 +24,16 @@ export interface EngineOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** One event as `ctrctl events --format json` prints it. */
+export interface PastEvent {
+  Type: string;
+  Action: string;
+  Actor: { ID: string; Attributes: Record<string, string> };
+  time: number;
+  timeNano: number;
+  topic: string;
+}
+
 export const CTRD_MAIN = join(repoRoot, 'apps/supervisor/dist/main.js');
 export const CTRCTL_MAIN = join(repoRoot, 'apps/ctrctl/dist/main.js');
 
@@ -123,6 +133,47 @@ export class TestEngine {
     const s = (await this.services()).find((x) => x.name === name);
     if (!s) throw new Error(`no service ${name}`);
     return s;
+  }
+
+  /**
+   * Events the engine kept, as `ctrctl events --since ... --until 0s
+   * --format json` prints them (docker's fields), filtered like docker.
+   */
+  async pastEvents(filters: string[] = [], since = '10m'): Promise<PastEvent[]> {
+    const r = await this.ctrctl([
+      'events',
+      '--since',
+      since,
+      '--until',
+      '0s',
+      ...filters.flatMap((f) => ['--filter', f]),
+      '--format',
+      'json',
+    ]);
+    if (r.code !== 0) throw new Error(`ctrctl events exited ${r.code}: ${r.stderr}`);
+    return r.stdout
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as PastEvent);
+  }
+
+  /** SIGKILLs a service and waits until ctrd has it healthy again under a new pid. */
+  async crashService(
+    name: string,
+    timeoutMs = 10_000,
+  ): Promise<{ before: ServiceStatus; after: ServiceStatus; ms: number }> {
+    const before = await this.service(name);
+    const killedAt = Date.now();
+    signal(before.pid, 'SIGKILL');
+    const after = await waitFor(
+      async () => {
+        const s = await this.service(name);
+        return s.pid !== before.pid && s.state === ServiceState.SERVICE_STATE_HEALTHY ? s : undefined;
+      },
+      `${name} to come back`,
+      { timeoutMs, intervalMs: 20 },
+    );
+    return { before, after, ms: Date.now() - killedAt };
   }
 
   /** Runs ctrctl against this engine. */
