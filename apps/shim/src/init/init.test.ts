@@ -4,6 +4,7 @@
  */
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { Cgroup, hostLayout, type Resources } from '@ctr/cgroups';
 import { defaultSpec, type Spec } from '@ctr/oci';
 import { buildBusyboxRootfs, findLeaks, randomInstance, run, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -173,6 +174,58 @@ describe('ctr-init create', () => {
     ).catch((e) => e);
     expect(err).toBeInstanceOf(InitError);
     expect(err.message).toMatch(/^mounts: bind source .*does-not-exist: no such file or directory$/);
+  });
+});
+
+describe('limits through cgroups (this host)', () => {
+  /** Runs a script in its own cgroup under the instance's parent; returns output, exit and the group's stats. */
+  async function runLimited(script: string, resources: Resources) {
+    const cg = Cgroup.at(await hostLayout(), `ctr-${instance}/${randomInstance('c')}`);
+    await cg.create(resources);
+    try {
+      const init = await launchInit({
+        mode: 'create',
+        plan: planFromSpec(sh(script), { cgroups: await hostCgroupInfo() }),
+        stdio: ['ignore', 'pipe', 'pipe'],
+        place: (pid) => cg.addProcess(pid),
+      });
+      let out = '';
+      init.waiter.stdout?.on('data', (d) => (out += d));
+      init.waiter.stderr?.on('data', (d) => (out += d));
+      await init.start();
+      const exit = await init.exited;
+      return { out, exit, stats: await cg.stats() };
+    } finally {
+      await cg.destroy();
+      await cg
+        .parent()
+        ?.destroy()
+        .catch(() => undefined);
+    }
+  }
+
+  it('ends a memory hog at 32 MiB with 137 and counts the OOM kill', async () => {
+    const r = await runLimited('x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done', {
+      memory: 32 << 20,
+      memorySwap: 32 << 20,
+    });
+    expect(r.exit.code).toBe(137);
+    expect(r.stats.oomKills).toBeGreaterThanOrEqual(1);
+  });
+
+  it('makes fork fail past the pids limit', async () => {
+    const r = await runLimited('for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 2 & done 2>&1; wait; echo done', {
+      pidsLimit: 5,
+    });
+    expect(r.out).toMatch(/can't fork|Resource temporarily unavailable/);
+    expect(r.stats.pidsLimit).toBe(5);
+  });
+
+  it('throttles a busy loop under a cpu quota', async () => {
+    const r = await runLimited('timeout 1 sh -c "while :; do :; done"; true', { cpuQuota: 10_000, cpuPeriod: 100_000 });
+    expect(r.stats.cpuThrottledPeriods).toBeGreaterThan(0);
+    // 10% of one cpu for about a second: far below a full second of cpu time.
+    expect(r.stats.cpuUsageNanos).toBeLessThan(500_000_000n);
   });
 });
 
