@@ -14,7 +14,7 @@ import type { Config, Layout } from '@ctr/common/config';
 import type { EventBus } from '@ctr/common/events';
 import { dial, implement, type ServiceBinding } from '@ctr/common/grpc';
 import { API_VERSION, VERSION } from '@ctr/common/version';
-import { readMountInfo } from '@ctr/sys/mountinfo';
+import { hostLayout } from '@ctr/cgroups';
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import type { Supervisor } from './supervisor.js';
 
@@ -55,15 +55,6 @@ export function supervisorApi(deps: ApiDeps): ServiceBinding[] {
   ];
 }
 
-/** cgroup v2 (unified), v1, or hybrid (v1 controllers with a v2 mount beside them). */
-export async function cgroupVersion(): Promise<string> {
-  const mounts = await readMountInfo();
-  const v2 = mounts.filter((m) => m.fsType === 'cgroup2');
-  const v1 = mounts.some((m) => m.fsType === 'cgroup');
-  if (v2.some((m) => m.mountPoint === '/sys/fs/cgroup')) return '2';
-  return v1 && v2.length ? 'hybrid' : v1 ? '1' : 'none';
-}
-
 async function osName(): Promise<string> {
   try {
     const text = await readFile('/etc/os-release', 'utf8');
@@ -86,7 +77,7 @@ async function info(deps: ApiDeps): Promise<InfoResponse> {
     architecture: arch(),
     cpus: cpus().length,
     memoryBytes: BigInt(totalmem()),
-    cgroupVersion: await cgroupVersion(),
+    cgroupVersion: { v2: '2', v1: '1', hybrid: 'hybrid' }[(await hostLayout()).mode],
     storageDriver: 'overlay2',
     containers: 0,
     containersRunning: 0,
