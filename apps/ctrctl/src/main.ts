@@ -7,6 +7,7 @@ import module from 'node:module';
 
 module.enableCompileCache?.();
 
+// Imported after the compile cache is on (static imports would be compiled before it).
 const { parseArgs, flagHelp } = await import('./args.js');
 const { COMMANDS, GROUPS } = await import('./commands.js');
 const { GLOBAL_FLAGS, resolveGlobals, explainUnavailable } = await import('./engine.js');
@@ -62,11 +63,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const globalFlags = parseArgs(globalArgv, GLOBAL_FLAGS).flags;
   const rest = argv.slice(i);
-  if (rest.length === 0 || (globalFlags.help && rest.length === 0)) {
-    process.stdout.write(topHelp());
-    return rest.length === 0 && !globalFlags.help ? 0 : 0;
-  }
-  if (rest[0] === 'help') {
+  if (rest.length === 0 || rest[0] === 'help') {
     process.stdout.write(topHelp());
     return 0;
   }

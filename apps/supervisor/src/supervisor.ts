@@ -70,15 +70,22 @@ export class Supervisor {
       this.log.info({ service: unit.name, pid: unit.proc.pid }, 'started service');
       this.#publish('serviceStarted', { name: unit.name, pid: unit.proc.pid });
     }
-    const until = Date.now() + readyTimeoutMs;
-    while (!(await unit.probe())) {
-      if (!(await unit.proc.alive()))
-        throw new Error(`${unit.name} exited during start-up; see ${unit.proc.spec.logFile}`);
-      if (Date.now() > until) throw new Error(`${unit.name} did not become healthy within ${readyTimeoutMs} ms`);
-      await sleep(25);
-    }
+    const outcome = await this.#waitHealthy(unit, readyTimeoutMs);
+    if (outcome === 'exited') throw new Error(`${unit.name} exited during start-up; see ${unit.proc.spec.logFile}`);
+    if (outcome === 'timeout') throw new Error(`${unit.name} did not become healthy within ${readyTimeoutMs} ms`);
     this.#setState(t, ServiceState.SERVICE_STATE_HEALTHY);
     t.busy = false;
+  }
+
+  /** Probes until the unit answers healthy, its process dies, or the time is up. */
+  async #waitHealthy(unit: Unit, timeoutMs: number): Promise<'healthy' | 'exited' | 'timeout'> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      if (await unit.probe()) return 'healthy';
+      if (!(await unit.proc.alive())) return 'exited';
+      if (Date.now() > until) return 'timeout';
+      await sleep(25);
+    }
   }
 
   watch() {
@@ -152,9 +159,9 @@ export class Supervisor {
       await t.unit.proc.start(restarts, t.extra);
       this.#publish('serviceRestarted', { name, pid: t.unit.proc.pid, restarts });
       this.#setState(t, ServiceState.SERVICE_STATE_STARTING);
-      const until = Date.now() + 15_000;
-      while (Date.now() < until && !(await t.unit.probe())) await sleep(25);
-      if (await t.unit.probe()) this.#setState(t, ServiceState.SERVICE_STATE_HEALTHY);
+      // If it does not come up, the watcher takes over (restart with backoff, or kill when stuck).
+      if ((await this.#waitHealthy(t.unit, 15_000)) === 'healthy')
+        this.#setState(t, ServiceState.SERVICE_STATE_HEALTHY);
     } finally {
       t.busy = false;
     }

@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ServiceState, type ServiceStatus, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { layout } from '@ctr/common/config';
@@ -89,7 +89,6 @@ export class TestEngine {
 
   /** Starts ctrd (which adopts whatever is still running) and waits until every service is healthy. */
   async startCtrd(): Promise<void> {
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(join(this.dir, 'no-config.json'), '{}\n');
     const log = openSync(join(this.dir, 'ctrd.log'), 'a');
     try {

@@ -4,6 +4,7 @@
  * Layers are tarred by GNU tar with fixed owners and times, so digests are
  * reproducible.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmod, copyFile, mkdir, readFile, symlink, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -62,7 +63,6 @@ async function putBlob(layout: string, data: Buffer): Promise<{ digest: string; 
 
 /** The uncompressed tar of a directory, as an image layer (root-owned, mtime 0, sorted). */
 export async function tarLayer(dir: string): Promise<Buffer> {
-  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const tar = spawn('tar', [
       '-C',

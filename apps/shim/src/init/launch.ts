@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { CtrError } from '@ctr/common/errors';
@@ -16,7 +15,7 @@ import { decodeSync, encodeSync, STAGE_EXEC, Stage, SYNC_MSG_SIZE, type SyncMess
 export function ctrInitPath(): string {
   const fromEnv = process.env.CTR_INIT;
   if (fromEnv) return fromEnv;
-  const p = join(fileURLToPath(new URL('../../../../native/build/ctr-init', import.meta.url)));
+  const p = fileURLToPath(new URL('../../../../native/build/ctr-init', import.meta.url));
   if (!existsSync(p)) throw new Error(`ctr-init not found at ${p}: run nx run native:build`);
   return p;
 }

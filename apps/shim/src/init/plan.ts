@@ -232,7 +232,8 @@ export function planFromSpec(spec: Spec, opts: PlanOptions): Buffer {
     for (const d of devices.values()) {
       w.record(
         PlanTag.DEVICE,
-        { u32: d.type.charCodeAt(0) === 117 ? 99 : d.type.charCodeAt(0) },
+        // 'u' (unbuffered char) is made as a plain char device.
+        { u32: (d.type === 'u' ? 'c' : d.type).charCodeAt(0) },
         { u32: d.major ?? 0 },
         { u32: d.minor ?? 0 },
         { u32: d.fileMode ?? 0o666 },
