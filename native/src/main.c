@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -67,6 +68,27 @@ static _Noreturn void child_fail(int fd, const struct init_error *err) {
   _exit(1);
 }
 
+/*
+ * A terminal made inside the container, from its own devpts instance (so
+ * `tty` names /dev/pts/0 there): the slave becomes stdin, stdout, stderr and
+ * the controlling terminal; the master stays open (close-on-exec) at the fd
+ * returned, for the shim to take with pidfd_getfd before it says START.
+ */
+static int setup_terminal(struct init_error *err) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) return fail(err, STAGE_TERMINAL, errno, "opening /dev/ptmx");
+  char name[64];
+  if (unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
+    return fail(err, STAGE_TERMINAL, errno, "unlocking the pty");
+  int slave = open(name, O_RDWR | O_NOCTTY);
+  if (slave < 0) return fail(err, STAGE_TERMINAL, errno, "opening %s", name);
+  for (int fd = 0; fd <= 2; fd++)
+    if (dup2(slave, fd) < 0) return fail(err, STAGE_TERMINAL, errno, "dup2 of the pty");
+  if (slave > 2) close(slave);
+  if (ioctl(0, TIOCSCTTY, 0) < 0) return fail(err, STAGE_TERMINAL, errno, "making the pty the controlling terminal");
+  return master;
+}
+
 /* The container's process: set everything up, report ready, exec on start. */
 static _Noreturn void run_child(const struct plan *plan, bool create) {
   struct init_error err = {0};
@@ -74,16 +96,23 @@ static _Noreturn void run_child(const struct plan *plan, bool create) {
   /* Signal dispositions the parent set for itself must not leak into the container. */
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
   if (expect_msg(INIT_FD, SYNC_PLACED, &err) < 0) child_fail(INIT_FD, &err);
+  /* A session of its own, as runc gives every container process. */
+  if (setsid() < 0) {
+    fail(&err, STAGE_TERMINAL, errno, "setsid");
+    child_fail(INIT_FD, &err);
+  }
   if (create) {
     if (rootfs_prepare(plan, &err) < 0 || rootfs_pivot(plan, &err) < 0 || rootfs_finish(plan, &err) < 0)
       child_fail(INIT_FD, &err);
   }
+  int pty_master = 0;
+  if (plan->terminal && (pty_master = setup_terminal(&err)) < 0) child_fail(INIT_FD, &err);
   if (process_setup(plan, &err) < 0 || process_security(plan, &err) < 0) child_fail(INIT_FD, &err);
   if (chdir(plan->cwd) < 0) {
     fail(&err, STAGE_CWD, errno, "chdir to %s", plan->cwd);
     child_fail(INIT_FD, &err);
   }
-  if (send_msg(INIT_FD, SYNC_READY, 0, 0, NULL) < 0) _exit(1);
+  if (send_msg(INIT_FD, SYNC_READY, pty_master, 0, NULL) < 0) _exit(1);
   if (expect_msg(INIT_FD, SYNC_START, &err) < 0) child_fail(INIT_FD, &err);
   process_exec(plan, &err);
   child_fail(INIT_FD, &err);
@@ -95,17 +124,33 @@ static int clone_child(void *arg) {
 }
 
 static int join_namespaces(const struct plan *plan, struct init_error *err) {
-  /* The user namespace first: it decides what the others allow. */
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t i = 0; i < plan->joins.len; i++) {
-      const struct plan_join *j = &plan->joins.items[i];
-      if ((pass == 0) != (j->type == CLONE_NEWUSER)) continue;
-      cleanup_fd int fd = open(j->path, O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return fail(err, STAGE_NAMESPACES, errno, "opening namespace %s", j->path);
-      if (setns(fd, (int)j->type) < 0) return fail(err, STAGE_NAMESPACES, errno, "setns %s", j->path);
+  /* Open them all first: once the mount namespace is joined, /proc is the
+   * container's and the host's pid paths no longer resolve. */
+  int fds[16];
+  size_t n = plan->joins.len;
+  if (n > 16) return fail(err, STAGE_NAMESPACES, E2BIG, "too many namespaces to join");
+  for (size_t i = 0; i < n; i++) {
+    fds[i] = open(plan->joins.items[i].path, O_RDONLY | O_CLOEXEC);
+    if (fds[i] < 0) {
+      int e = errno;
+      for (size_t k = 0; k < i; k++) close(fds[k]);
+      return fail(err, STAGE_NAMESPACES, e, "opening namespace %s", plan->joins.items[i].path);
     }
   }
-  return 0;
+  /* The user namespace first: it decides what the others allow. */
+  int rc = 0;
+  for (int pass = 0; pass < 2 && rc == 0; pass++) {
+    for (size_t i = 0; i < n; i++) {
+      const struct plan_join *j = &plan->joins.items[i];
+      if ((pass == 0) != (j->type == CLONE_NEWUSER)) continue;
+      if (setns(fds[i], (int)j->type) < 0) {
+        rc = fail(err, STAGE_NAMESPACES, errno, "setns %s", j->path);
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+  return rc;
 }
 
 static int wait_child(pid_t pid) {

@@ -177,6 +177,9 @@ static int decode_record(struct plan *plan, uint16_t tag, struct cursor *c, stru
     if (take(c, plan->caps, sizeof(plan->caps))) BAD("caps");
     plan->has_caps = true;
     break;
+  case PLAN_TERMINAL:
+    plan->terminal = true;
+    break;
   case PLAN_NO_NEW_PRIVS:
     plan->no_new_privs = true;
     break;

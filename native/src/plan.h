@@ -65,6 +65,7 @@ struct plan {
   bool has_caps;
   uint64_t caps[5]; /* bounding, effective, inheritable, permitted, ambient */
   bool no_new_privs;
+  bool terminal;
   bool has_seccomp;
   uint32_t seccomp_default;
   PLAN_LIST(const char *) seccomp_arches;

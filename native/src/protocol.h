@@ -72,12 +72,15 @@ enum plan_tag {
   PLAN_ENV = 51,            /* one per KEY=VALUE */
   PLAN_CWD = 52,
   PLAN_PARENT_DEATH_SIGNAL = 53, /* u32 */
+  PLAN_TERMINAL = 54,       /* make a pty in the container's devpts: its slave is stdio and controlling terminal */
 };
 
 enum sync_type {
   SYNC_CHILD_PID = 1, /* ctr-init -> shim: value = the child's pid in the shim's pid namespace */
   SYNC_PLACED = 2,    /* shim -> ctr-init -> child: maps written, cgroups joined */
-  SYNC_READY = 3,     /* child -> shim: all set up, waiting to exec */
+  SYNC_READY = 3,     /* child -> shim: all set up, waiting to exec; value = the pty master's fd
+                       * in the child when the plan asked for a terminal (the shim takes it with
+                       * pidfd_getfd before START; it is close-on-exec in the child) */
   SYNC_START = 4,     /* shim -> child: exec now */
   SYNC_EXITED = 5,    /* ctr-init -> shim: value = the child's raw wait status */
   SYNC_ERROR = 6,     /* any -> shim: value = errno, stage and message follow */
@@ -100,6 +103,7 @@ enum init_stage {
   STAGE_SECCOMP = 13,
   STAGE_CWD = 14,
   STAGE_EXEC = 15,
+  STAGE_TERMINAL = 16,
 };
 
 #define SYNC_TEXT_MAX 480

@@ -1,10 +1,10 @@
 /**
  * Records of the processes ctrd runs, in the state dir. They are what lets a
  * new ctrd adopt services that outlived the old one instead of starting
- * duplicates. Written write-temp + rename, so a crash leaves old or new.
+ * duplicates. Written write-temp + fsync + rename, so a crash leaves old or new.
  */
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { rm } from 'node:fs/promises';
+import { readJsonFile, writeFileAtomic } from '@ctr/common/fsutil';
 
 export interface ProcessRecord {
   name: string;
@@ -20,18 +20,11 @@ export interface ProcessRecord {
 }
 
 export async function readRecord(path: string): Promise<ProcessRecord | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as ProcessRecord;
-  } catch {
-    return undefined;
-  }
+  return readJsonFile<ProcessRecord>(path);
 }
 
 export async function writeRecord(path: string, record: ProcessRecord): Promise<void> {
-  await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(record)}\n`, { mode: 0o600 });
-  await rename(tmp, path);
+  await writeFileAtomic(path, `${JSON.stringify(record)}\n`);
 }
 
 export async function removeRecord(path: string): Promise<void> {

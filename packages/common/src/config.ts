@@ -143,6 +143,12 @@ export function layout(cfg: Pick<Config, 'root' | 'state'>) {
     natsStore: join(cfg.root, 'nats'),
     logsDir: join(cfg.root, 'logs'),
     logFile: (name: string) => join(cfg.root, 'logs', `${name}.log`),
+    shimsDir: join(cfg.state, 'shims'),
+    /** A shim's own directory: its socket, pid file, log and its tasks' exit files. */
+    shimDir: (id: string) => join(cfg.state, 'shims', id),
+    shimSocket: (id: string) => join(cfg.state, 'shims', id, 'shim.sock'),
+    bundleDir: (id: string) => join(cfg.state, 'bundles', id),
+    containerDir: (id: string) => join(cfg.root, 'containers', id),
   };
 }
 export type Layout = ReturnType<typeof layout>;

@@ -17,6 +17,17 @@ export function validateInstance(instance: string): string {
   return instance;
 }
 
+// docker's container-name rule; ids (64 hex) pass it too. Safe as a file and cgroup name.
+const ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+
+/** An id that becomes part of paths (shim dirs, exit files, cgroups): no slashes, no dot-dot. */
+export function validateId(id: string, what = 'id'): string {
+  if (!ID_RE.test(id)) {
+    throw invalidArgument(`invalid ${what} ${JSON.stringify(id)}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+  }
+  return id;
+}
+
 /** NATS subject of a topic: ctr.<instance>.events.<topic>. */
 export const eventSubject = (instance: string, topic: string) => `ctr.${instance}.events.${topic}`;
 export const eventSubjectAll = (instance: string) => `ctr.${instance}.events.>`;

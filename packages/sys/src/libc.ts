@@ -16,6 +16,8 @@ const c = {
   prctl: libc.func('int prctl(int option, ...)'),
   syscall: libc.func('long syscall(long number, ...)'),
   strerror: libc.func('const char *strerror(int errnum)'),
+  ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
+  waitpid: libc.func('int waitpid(int pid, int *status, int options)'),
 };
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, num]) => [num, name]));
@@ -100,5 +102,48 @@ export function pidfdSendSignal(pidfd: number, signal: number): void {
     c.syscall(SYS_pidfd_send_signal, 'int', pidfd, 'int', signal, 'void *', null, 'unsigned int', 0),
     'pidfd_send_signal',
     `signal ${signal}`,
+  );
+}
+
+const TIOCSWINSZ = 0x5414;
+const TIOCGWINSZ = 0x5413;
+
+/** Sets a terminal's size (struct winsize: rows, cols, xpixel, ypixel); its foreground group gets SIGWINCH. */
+export function setWindowSize(fd: number, cols: number, rows: number): void {
+  const ws = Buffer.alloc(8);
+  ws.writeUInt16LE(rows, 0);
+  ws.writeUInt16LE(cols, 2);
+  check(c.ioctl(fd, TIOCSWINSZ, 'void *', ws), 'ioctl', 'TIOCSWINSZ');
+}
+
+export function getWindowSize(fd: number): { cols: number; rows: number } {
+  const ws = Buffer.alloc(8);
+  check(c.ioctl(fd, TIOCGWINSZ, 'void *', ws), 'ioctl', 'TIOCGWINSZ');
+  return { rows: ws.readUInt16LE(0), cols: ws.readUInt16LE(2) };
+}
+
+const WNOHANG = 1;
+
+/**
+ * Reaps one child without blocking: its raw wait status, or undefined while it
+ * runs. Only for children Node did not spawn (orphans a subreaper adopted):
+ * libuv waits for its own.
+ */
+export function reapChild(pid: number): number | undefined {
+  const status = Buffer.alloc(4);
+  const r = Number(c.waitpid(pid, status, WNOHANG));
+  if (r === 0) return undefined;
+  if (r < 0) throw new SysError('waitpid', koffi.errno(), `pid ${pid}`);
+  return status.readInt32LE(0);
+}
+
+const SYS_pidfd_getfd = 438;
+
+/** A duplicate of another process's file descriptor (pidfd_getfd, Linux 5.6): how the shim takes a pty master made inside the container. */
+export function pidfdGetfd(pidfd: number, targetFd: number): number {
+  return check(
+    c.syscall(SYS_pidfd_getfd, 'int', pidfd, 'int', targetFd, 'unsigned int', 0),
+    'pidfd_getfd',
+    `fd ${targetFd}`,
   );
 }

@@ -1,5 +1,5 @@
 /** Facts about processes from /proc, used to adopt and watch processes that are not our children. */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 
 export interface ProcStat {
   pid: number;
@@ -50,4 +50,18 @@ export async function processAlive(pid: number, startTime?: number): Promise<boo
   const st = await readProcStat(pid);
   if (!st || st.state === 'Z' || st.state === 'X') return false;
   return startTime === undefined || st.startTime === startTime;
+}
+
+/** The pids of a process's children (every thread's: the kernel keeps the list per thread). */
+export async function childrenOf(pid: number | 'self' = 'self'): Promise<number[]> {
+  const out: number[] = [];
+  try {
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      const text = await readFile(`/proc/${pid}/task/${tid}/children`, 'utf8').catch(() => '');
+      for (const p of text.split(' ')) if (p.trim()) out.push(Number(p));
+    }
+  } catch {
+    // The process is gone.
+  }
+  return out;
 }

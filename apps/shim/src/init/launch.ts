@@ -5,10 +5,11 @@
  * CHILD_PID and PLACED, and decides when to start it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { CtrError } from '@ctr/common/errors';
+import { pidfdGetfd, pidfdOpen } from '@ctr/sys';
 import { decodeSync, encodeSync, STAGE_EXEC, Stage, SYNC_MSG_SIZE, type SyncMessage, SyncType } from './protocol.js';
 
 /** native/build/ctr-init beside the apps (apps/shim/dist/init → ../../../../native/build). */
@@ -107,6 +108,8 @@ export interface LaunchOptions {
   stdio: [Stdio, Stdio, Stdio];
   /** Cgroups and id maps for the new process, before it does anything. */
   place?(pid: number): Promise<void>;
+  /** Called once ctr-init is spawned, to take its stdio. */
+  onSpawn?(child: ChildProcess): void;
 }
 
 export interface Exit {
@@ -123,6 +126,8 @@ export interface InitProcess {
   readonly pid: number;
   /** ctr-init, which waits for it. */
   readonly waiter: ChildProcess;
+  /** The pty master the container made, when the plan asked for a terminal (an fd of the shim's). */
+  readonly terminal?: number;
   /** Execs the user's command; rejects with InitError when it cannot run. */
   start(): Promise<void>;
   /** Resolves when the container process has exited. */
@@ -134,12 +139,23 @@ function failure(m: SyncMessage | undefined, what: string): Error {
   return new Error(`ctr-init: ${what}`);
 }
 
+/** Copies an fd out of another process (it stays open there until that process closes or execs). */
+function takeFd(pid: number, fd: number): number {
+  const pidfd = pidfdOpen(pid);
+  try {
+    return pidfdGetfd(pidfd, fd);
+  } finally {
+    closeSync(pidfd);
+  }
+}
+
 /** Starts ctr-init and runs the handshake up to READY (the process is set up and waits to exec). */
 export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
   const waiter = spawn(ctrInitPath(), [opts.mode], {
     stdio: [...opts.stdio, 'pipe', 'pipe', 'pipe'],
     detached: false,
   });
+  opts.onSpawn?.(waiter);
   const fds = waiter.stdio as unknown as (Readable & Writable)[];
   const planPipe: Writable = fds[3];
   const initSock = fds[4];
@@ -170,11 +186,13 @@ export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
       ? { status, code: 128 + sig, signal: sig, at: new Date() }
       : { status, code: (status >> 8) & 0xff, at: new Date() };
   })();
+  let terminal: number | undefined;
   try {
     await opts.place?.(pid);
     initSock.write(encodeSync(SyncType.PLACED));
     const ready = await initReader.next();
     if (ready?.type !== SyncType.READY) throw failure(ready, 'the container process ended before it was ready');
+    if (ready.value > 0) terminal = takeFd(pid, ready.value);
   } catch (err) {
     try {
       process.kill(pid, 'SIGKILL');
@@ -188,6 +206,7 @@ export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
     pid,
     waiter,
     exited,
+    terminal,
     async start() {
       initSock.write(encodeSync(SyncType.START));
       // EOF means execve succeeded (the socket is close-on-exec); a message means it failed.

@@ -268,6 +268,7 @@ export function planFromSpec(spec: Spec, opts: PlanOptions): Buffer {
     );
   }
   if (p.noNewPrivileges) w.record(PlanTag.NO_NEW_PRIVS);
+  if (p.terminal) w.record(PlanTag.TERMINAL);
   const sc = spec.linux?.seccomp;
   if (sc) {
     w.record(PlanTag.SECCOMP_DEFAULT, { u32: seccompAction(sc.defaultAction, sc.defaultErrnoRet) });

@@ -32,6 +32,7 @@ export const PlanTag = {
   ENV: 51,
   CWD: 52,
   PARENT_DEATH_SIGNAL: 53,
+  TERMINAL: 54,
 } as const;
 
 export const SyncType = {
@@ -59,6 +60,7 @@ export const Stage: Record<number, string> = {
   13: 'seccomp',
   14: 'cwd',
   15: 'exec',
+  16: 'terminal',
 };
 export const STAGE_EXEC = 15;
 

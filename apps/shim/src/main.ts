@@ -1,0 +1,129 @@
+/**
+ * ctr-shim: one per container, started detached (its own session) by whoever
+ * creates the container, so it outlives them. It is the subreaper of its
+ * container's processes, serves `ctr.shim.v1.Shim` on
+ * <state>/shims/<id>/shim.sock and publishes task events. Its own log is its
+ * stdout (the starter points it at <state>/shims/<id>/shim.log).
+ *
+ *   ctr-shim --id <id> [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { hostLayout } from '@ctr/cgroups';
+import { type Config, layout, loadConfig } from '@ctr/common/config';
+import { DAEMON_FLAGS, resolveEventsUrl } from '@ctr/common/daemon';
+import type { Event } from '@ctr/common/events';
+import { EventBus } from '@ctr/common/events';
+import { type RunningServer, serve } from '@ctr/common/grpc';
+import { HealthReporter, Serving } from '@ctr/common/health';
+import { createLogger } from '@ctr/common/log';
+import { validateId } from '@ctr/common/names';
+import { setChildSubreaper } from '@ctr/sys';
+import { hostCgroupInfo } from './init/host-cgroups.js';
+import { Reaper } from './reaper.js';
+import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
+import { shimApi } from './service.js';
+import type { Task } from './task.js';
+
+async function main() {
+  let id: string;
+  let config: Config;
+  try {
+    const { values } = parseArgs({
+      args: process.argv.slice(2),
+      options: { ...DAEMON_FLAGS, id: { type: 'string' } },
+      strict: true,
+    });
+    if (!values.id) throw new Error('--id is required');
+    id = values.id;
+    validateId(id, 'shim id');
+    config = loadConfig({
+      config: values.config,
+      root: values.root,
+      state: values.state,
+      instance: values.instance,
+      eventsUrl: values['events-url'],
+      logLevel: values['log-level'],
+    });
+  } catch (err) {
+    process.stderr.write(`ctr-shim: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+
+  const log = createLogger({ name: 'shim', level: config.log.level }).child({ shim: id });
+  const paths = layout(config);
+  const dir = paths.shimDir(id);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  setChildSubreaper();
+  const reaper = new Reaper();
+
+  // Events wait here until NATS answers: a shim must run its container even when the bus is down.
+  const queued: Event[] = [];
+  let bus: EventBus | undefined;
+  const publish = (e: Event) => {
+    if (bus) void bus.publish(e.$case, e.value as never);
+    else queued.push(e);
+  };
+  void resolveEventsUrl(config)
+    .then((url) => EventBus.connect({ url, instance: config.instance, source: 'shim', log, waitOnFirstConnect: true }))
+    .then((b) => {
+      bus = b;
+      for (const e of queued.splice(0)) publish(e);
+    })
+    .catch((err) => log.error({ err }, 'events: cannot connect; task events are not published'));
+
+  const cgroupInfo = await hostCgroupInfo();
+  const native = new NativeRuntime(reaper, cgroupInfo);
+  const runtimes = new Map<string, Runtime>();
+  const runtimeFor = async (name: string): Promise<Runtime> => {
+    if (!name || name === 'ctr-init') return native;
+    let r = runtimes.get(name);
+    if (!r) {
+      const root = `${dir}/${name.replace(/[^\w.-]/g, '_')}`;
+      await mkdir(root, { recursive: true, mode: 0o700 });
+      r = new OciRuntime(name, root, reaper);
+      runtimes.set(name, r);
+    }
+    return r;
+  };
+
+  const tasks = new Map<string, Task>();
+  const health = new HealthReporter();
+  let server: RunningServer | undefined;
+  let exiting = false;
+  const exit = async (code = 0) => {
+    if (exiting) return;
+    exiting = true;
+    log.info('shutting down');
+    await server?.close(500);
+    await bus?.close(2000).catch(() => undefined);
+    await rm(dir, { recursive: true, force: true });
+    log.flush();
+    process.exit(code);
+  };
+  // A shim ends only when told (Shutdown); a stray SIGTERM must not orphan the container.
+  process.on('SIGTERM', () => log.warn('SIGTERM ignored: use Shutdown'));
+  process.on('SIGINT', () => undefined);
+  process.on('SIGHUP', () => undefined);
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err }, 'uncaught exception');
+    log.flush();
+    process.exit(1);
+  });
+
+  server = await serve(paths.shimSocket(id), [
+    health.binding(),
+    shimApi({
+      instance: config.instance,
+      tasks,
+      ctx: { log, dir, cgroups: await hostLayout(), publish },
+      runtimeFor,
+      exit: () => void exit(0),
+    }),
+  ]);
+  await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
+  health.set('', Serving.SERVING);
+  log.info({ socket: server.socketPath, pid: process.pid }, 'serving');
+}
+
+void main();

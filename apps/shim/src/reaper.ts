@@ -1,0 +1,77 @@
+/**
+ * The shim is its container's subreaper: processes whose parent dies are
+ * re-parented to it, and it must wait for them or they stay zombies. Node
+ * (libuv) waits only for the children it spawned, so this reaps the rest:
+ * processes handed over by an external runtime (runc's container init and
+ * `exec -d` processes, whose exit statuses are wanted) and any other orphan.
+ * Every child the shim spawns is tracked here, so the sweep never steals a
+ * child libuv is about to wait for.
+ */
+import type { ChildProcess } from 'node:child_process';
+import { childrenOf, readProcStat, reapChild } from '@ctr/sys';
+
+export class Reaper {
+  #spawned = new Set<number>();
+  #adopted = new Map<number, (status: number) => void>();
+  #sweeping = false;
+  #again = false;
+  readonly #timer: NodeJS.Timeout;
+
+  constructor() {
+    process.on('SIGCHLD', () => void this.sweep());
+    // SIGCHLDs coalesce; a slow sweep now and then catches what they hid.
+    this.#timer = setInterval(() => void this.sweep(), 1000);
+    this.#timer.unref();
+  }
+
+  /** A child Node spawned (libuv waits for it). Call right after spawn. */
+  track(child: ChildProcess): void {
+    const pid = child.pid;
+    if (pid === undefined) return;
+    this.#spawned.add(pid);
+    child.once('exit', () => this.#spawned.delete(pid));
+  }
+
+  /** Waits for a re-parented process; resolves with its raw wait status. */
+  adopt(pid: number): Promise<number> {
+    const p = new Promise<number>((resolve) => this.#adopted.set(pid, resolve));
+    void this.sweep();
+    return p;
+  }
+
+  async sweep(): Promise<void> {
+    if (this.#sweeping) {
+      this.#again = true;
+      return;
+    }
+    this.#sweeping = true;
+    try {
+      do {
+        this.#again = false;
+        for (const [pid, resolve] of this.#adopted) {
+          let status: number | undefined;
+          try {
+            status = reapChild(pid);
+          } catch {
+            // Not our child (any more): someone else waited. Nothing to learn.
+            status = 255 << 8;
+          }
+          if (status === undefined) continue;
+          this.#adopted.delete(pid);
+          resolve(status);
+        }
+        for (const pid of await childrenOf('self')) {
+          if (this.#spawned.has(pid) || this.#adopted.has(pid)) continue;
+          if ((await readProcStat(pid))?.state !== 'Z') continue;
+          try {
+            reapChild(pid);
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+      } while (this.#again);
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+}

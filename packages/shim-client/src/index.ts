@@ -1,0 +1,121 @@
+/**
+ * Starting and talking to shims, for whoever runs containers
+ * (container-service, the tests, the benchmarks).
+ *
+ * startShim spawns `ctr-shim` detached in its own session, with its log as its
+ * stdout, and returns once its socket answers; the shim then outlives the
+ * caller. connectShim reaches one that is already running.
+ */
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ShimService, Status } from '@ctr/api/shim/v1/shim';
+import { layout } from '@ctr/common/config';
+import { failedPrecondition, internal, isNotFound } from '@ctr/common/errors';
+import { type ApiClient, dial, socketAlive } from '@ctr/common/grpc';
+
+export type ShimClient = ApiClient<typeof ShimService>;
+
+export interface ShimEngine {
+  root: string;
+  state: string;
+  instance: string;
+  /** NATS url; empty: the embedded server ctrd recorded. */
+  eventsUrl?: string;
+  logLevel?: string;
+}
+
+export interface RunningShim {
+  id: string;
+  pid: number;
+  socket: string;
+  client: ShimClient;
+}
+
+/** How the shim is run: CTR_SHIM (a JS entry or an executable), else apps/shim/dist/main.js on this Node. */
+function shimCommand(): [string, string[]] {
+  const fromEnv = process.env.CTR_SHIM;
+  if (fromEnv && !fromEnv.endsWith('.js')) return [fromEnv, []];
+  const main = fromEnv ?? fileURLToPath(new URL('../../../apps/shim/dist/main.js', import.meta.url));
+  if (!existsSync(main)) throw internal(`the shim is not built (${main}): run nx run shim:build`);
+  // A lean heap: a shim holds little, and a few MB of young generation is plenty.
+  return [process.execPath, ['--max-semi-space-size=1', '--max-old-space-size=64', main]];
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function connectShim(engine: Pick<ShimEngine, 'root' | 'state'>, id: string): ShimClient {
+  return dial(ShimService, layout(engine).shimSocket(id), 'ctr-shim');
+}
+
+export async function startShim(engine: ShimEngine, id: string, timeoutMs = 10_000): Promise<RunningShim> {
+  const paths = layout(engine);
+  const dir = paths.shimDir(id);
+  const socket = paths.shimSocket(id);
+  if (socket.length > 107) throw failedPrecondition(`the shim socket path is too long for a unix socket: ${socket}`);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const logFile = join(dir, 'shim.log');
+  const out = await open(logFile, 'a', 0o600);
+  const [cmd, pre] = shimCommand();
+  const args = [...pre, '--id', id, '--root', engine.root, '--state', engine.state, '--instance', engine.instance];
+  if (engine.eventsUrl) args.push('--events-url', engine.eventsUrl);
+  if (engine.logLevel) args.push('--log-level', engine.logLevel);
+  const child = spawn(cmd, args, { detached: true, stdio: ['ignore', out.fd, out.fd], cwd: dir });
+  await out.close();
+  let exited: number | null | undefined;
+  child.once('exit', (code) => {
+    exited = code;
+  });
+  child.once('error', () => {
+    exited = -1;
+  });
+  child.unref();
+  const deadline = Date.now() + timeoutMs;
+  while (!(await socketAlive(socket))) {
+    if (exited !== undefined || Date.now() > deadline) {
+      if (exited === undefined) child.kill('SIGKILL');
+      const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
+      throw internal(`shim ${id} did not start${tail ? `: ${tail}` : ''}`);
+    }
+    await sleep(5);
+  }
+  return { id, pid: child.pid as number, socket, client: connectShim(engine, id) };
+}
+
+export interface StopOptions {
+  /** The container's stop signal (docker's default SIGTERM). */
+  signal?: number;
+  /** How long to wait before SIGKILL, in ms (docker's default 10 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * docker stop: the stop signal, then SIGKILL once the timeout passes. Resolves
+ * with the exit; a task that has already stopped just reports its exit.
+ */
+export async function stopTask(client: ShimClient, id: string, opts: StopOptions = {}) {
+  const state = await client.state({ id, execId: '' });
+  if (state.status !== Status.STATUS_STOPPED) {
+    const waiting = client.wait({ id, execId: '' }, { timeoutMs: 24 * 3600_000 });
+    try {
+      await client.kill({ id, execId: '', signal: opts.signal ?? 15, all: false });
+      const timeout = opts.timeoutMs ?? 10_000;
+      let timer: NodeJS.Timeout | undefined;
+      const done = await Promise.race([
+        waiting.then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), timeout);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!done) await client.kill({ id, execId: '', signal: 9, all: true });
+    } catch (err) {
+      // It stopped on its own meanwhile.
+      if (!isNotFound(err) && !/not running/.test((err as Error).message)) throw err;
+    }
+    await waiting;
+  }
+  return client.wait({ id, execId: '' });
+}
