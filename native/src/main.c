@@ -96,6 +96,12 @@ static _Noreturn void run_child(const struct plan *plan, bool create) {
   /* Signal dispositions the parent set for itself must not leak into the container. */
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
   if (expect_msg(INIT_FD, SYNC_PLACED, &err) < 0) child_fail(INIT_FD, &err);
+  /* In a new user namespace, become its root now that the shim wrote the maps:
+   * until then our ids are unmapped there and the kernel refuses to create files. */
+  if (create && (plan->namespaces & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
+    fail(&err, STAGE_USER, errno, "becoming root of the new user namespace");
+    child_fail(INIT_FD, &err);
+  }
   /* A session of its own, as runc gives every container process. */
   if (setsid() < 0) {
     fail(&err, STAGE_TERMINAL, errno, "setsid");

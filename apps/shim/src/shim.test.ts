@@ -224,6 +224,24 @@ describe('a task through the shim', () => {
     await client.delete({ id: b.id, execId: '' });
     expect((await readFile('/proc/self/mountinfo', 'utf8')).includes(join(b.bundle, 'rootfs'))).toBe(false);
   });
+  it('maps ids in a user namespace when asked', async () => {
+    const t = await runTask('echo uid=$(id -u) map=$(cat /proc/self/uid_map | tr -s " " ","); ls -ln /bin/busybox', {
+      patch: (s) => {
+        s.linux?.namespaces?.push({ type: 'user' });
+        if (s.linux) {
+          s.linux.uidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+          s.linux.gidMappings = [{ containerID: 0, hostID: 200000, size: 65536 }];
+        }
+      },
+    });
+    await client.start({ id: t.id, execId: '' });
+    expect((await client.wait({ id: t.id, execId: '' })).exitStatus).toBe(0);
+    const out = await logText(t.log);
+    expect(out).toContain('uid=0 map=,0,200000,65536');
+    // The image's files belong to host root, outside the map: nobody inside.
+    expect(out).toMatch(/65534\s+65534/);
+    await client.delete({ id: t.id, execId: '' });
+  });
 });
 
 describe('processes of a running task', () => {

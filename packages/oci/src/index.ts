@@ -2,3 +2,5 @@ export * from './capabilities.js';
 export * from './defaults.js';
 export * from './spec.js';
 export * from './validate.js';
+export * from './generate.js';
+export * from './seccomp.js';

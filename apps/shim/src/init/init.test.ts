@@ -5,7 +5,7 @@
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Cgroup, hostLayout, type Resources } from '@ctr/cgroups';
-import { defaultSpec, type Spec } from '@ctr/oci';
+import { DEFAULT_CAPABILITIES, defaultSeccomp, defaultSpec, type Spec } from '@ctr/oci';
 import { buildBusyboxRootfs, findLeaks, randomInstance, run, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostCgroupInfo } from './host-cgroups.js';
@@ -236,24 +236,30 @@ describe('the same bundle under runc', () => {
     await mkdir(bundle, { recursive: true });
   });
 
-  it('answers the probes as ctr-init does', async () => {
-    const spec = sh(PROBES);
-    const ours = await runSpec(spec);
-    const runcSpec = { ...spec, linux: { ...spec.linux, cgroupsPath: `/ctr-${instance}/runc-diff` } };
+  /** Runs the spec under runc in the instance's cgroup parent; cleans up what runc leaves. */
+  async function underRunc(spec: Spec, name: string) {
+    const runcSpec = { ...spec, linux: { ...spec.linux, cgroupsPath: `/ctr-${instance}/${name}` } };
     await writeFile(join(bundle, 'config.json'), JSON.stringify(runcSpec));
-    const theirs = await run('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `ctr-${instance}-diff`], {
+    const theirs = await run('runc', ['--root', runcRoot, 'run', '--bundle', bundle, `ctr-${instance}-${name}`], {
       timeoutMs: 30_000,
     });
-    await run('runc', ['--root', runcRoot, 'delete', '-f', `ctr-${instance}-diff`]);
+    await run('runc', ['--root', runcRoot, 'delete', '-f', `ctr-${instance}-${name}`]);
     // runc made its cgroups under our instance's parent; remove what it leaves.
     for (const ctl of (await run('ls', ['/sys/fs/cgroup'])).stdout.split(/\s+/).filter(Boolean)) {
-      for (const d of [`/sys/fs/cgroup/${ctl}/ctr-${instance}/runc-diff`, `/sys/fs/cgroup/${ctl}/ctr-${instance}`]) {
+      for (const d of [`/sys/fs/cgroup/${ctl}/ctr-${instance}/${name}`, `/sys/fs/cgroup/${ctl}/ctr-${instance}`]) {
         await waitFor(async () => {
           const r = await run('rmdir', [d]);
           return r.code === 0 || r.stderr.includes('No such file');
         }, `rmdir ${d}`);
       }
     }
+    return theirs;
+  }
+
+  it('answers the probes as ctr-init does', async () => {
+    const spec = sh(PROBES);
+    const ours = await runSpec(spec);
+    const theirs = await underRunc(spec, 'diff');
     expect(theirs.code).toBe(0);
     const lines = (s: string) =>
       s
@@ -261,5 +267,24 @@ describe('the same bundle under runc', () => {
         .split('\n')
         .filter((l) => !l.startsWith('Seccomp'));
     expect(lines(ours.stdout)).toEqual(lines(theirs.stdout));
+  });
+
+  it('enforces the default seccomp profile as runc does', async () => {
+    const probe = [
+      "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status | tr -s '\\t ' ' '",
+      'unshare -m true 2>&1 | head -c 60; echo',
+      'mkdir /tmp/sc && rmdir /tmp/sc && echo mkdir-ok',
+      'sh -c "echo forked"',
+    ].join('; ');
+    const spec = sh(probe, (s) => {
+      s.linux = { ...s.linux, seccomp: defaultSeccomp(DEFAULT_CAPABILITIES) };
+    });
+    const ours = await runSpec(spec);
+    const theirs = await underRunc(spec, 'seccomp');
+    expect(ours.stdout).toContain('Seccomp: 2');
+    expect(ours.stdout).toMatch(/unshare: unshare\(.*\): Operation not permitted/);
+    expect(ours.stdout).toContain('mkdir-ok');
+    expect(ours.stdout).toContain('forked');
+    expect(ours.stdout).toBe(theirs.stdout);
   });
 });
