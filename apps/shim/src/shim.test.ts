@@ -447,6 +447,18 @@ describe('the shim process', () => {
     await later.client.delete({ id: t.id, execId: '' });
   });
 
+  it('kills and deletes its tasks when shut down now, leaving nothing', async () => {
+    const s = await startShim(engine, 'doomed');
+    const t = await runTask('sleep 30', { on: s.client });
+    await s.client.start({ id: t.id, execId: '' });
+    await s.client.shutdown({ id: '', now: true });
+    await waitFor(() => !existsSync(`/proc/${s.pid}`), 'the shim to exit');
+    s.client.close();
+    expect(existsSync(`/proc/${t.pid}`)).toBe(false);
+    expect(existsSync(`/sys/fs/cgroup/memory/ctr-${instance}/${t.id}`)).toBe(false);
+    expect(existsSync(join(engine.state, 'shims', 'doomed'))).toBe(false);
+  });
+
   it('reaps what is re-parented to it, leaving no zombie', async () => {
     const t = await runTask('sleep 0.5; exit 4');
     await client.start({ id: t.id, execId: '' });

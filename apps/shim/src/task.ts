@@ -357,8 +357,10 @@ export class Task {
     if (this.init.status !== 'stopped') {
       if (this.paused) await this.resume().catch(() => undefined);
       await this.cgroup.killAll('SIGKILL').catch(() => undefined);
-      this.init.kill(9);
+      if (this.init.status === 'running') this.init.kill(9);
     }
+    // A created task is ended by delete itself; a running one must have exited first.
+    if (this.init.status === 'running') await this.init.wait();
     for (const e of this.execs.values()) if (e.status === 'running') await e.wait();
     for (const execId of [...this.execs.keys()]) await this.delete(execId);
     await this.delete('');

@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { layout, loadConfig } from './config.js';
 import { isKind } from './errors.js';
 
@@ -12,6 +12,7 @@ const file = (name: string, content: unknown) => {
   return p;
 };
 const missing = join(dir, 'missing.json');
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe('configuration', () => {
   it('has a default for every value', () => {
