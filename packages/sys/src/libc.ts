@@ -18,6 +18,7 @@ const c = {
   strerror: libc.func('const char *strerror(int errnum)'),
   ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)'),
   waitpid: libc.func('int waitpid(int pid, int *status, int options)'),
+  close: libc.func('int close(int fd)'),
 };
 
 const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, num]) => [num, name]));
@@ -146,4 +147,85 @@ export function pidfdGetfd(pidfd: number, targetFd: number): number {
     'pidfd_getfd',
     `fd ${targetFd}`,
   );
+}
+
+const SYS_move_mount = 429;
+const SYS_fsopen = 430;
+const SYS_fsconfig = 431;
+const SYS_fsmount = 432;
+const FSCONFIG_SET_FLAG = 0;
+const FSCONFIG_SET_STRING = 1;
+const FSCONFIG_CMD_CREATE = 6;
+const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
+const MOUNT_ATTR_RDONLY = 0x1;
+
+export interface OverlayOptions {
+  /** Lower layers, top (nearest) first. */
+  lower: string[];
+  upper?: string;
+  work?: string;
+  readonly?: boolean;
+}
+
+/**
+ * Mounts an overlay through the new mount API, one `lowerdir+` per layer
+ * (Linux 6.8): no single option string, so no page-size limit on how many
+ * layers an image may have (overlayfs itself allows 500).
+ */
+export function mountOverlay(target: string, o: OverlayOptions): void {
+  const fs = check(c.syscall(SYS_fsopen, 'const char *', 'overlay', 'unsigned int', 1), 'fsopen', 'overlay');
+  const set = (key: string, value: string | null) =>
+    check(
+      c.syscall(
+        SYS_fsconfig,
+        'int',
+        fs,
+        'unsigned int',
+        value === null ? FSCONFIG_SET_FLAG : FSCONFIG_SET_STRING,
+        'const char *',
+        key,
+        'const char *',
+        value,
+        'int',
+        0,
+      ),
+      'fsconfig',
+      `${key}${value === null ? '' : `=${value}`}`,
+    );
+  let mnt = -1;
+  try {
+    for (const l of o.lower) set('lowerdir+', l);
+    if (o.upper) set('upperdir', o.upper);
+    if (o.work) set('workdir', o.work);
+    check(
+      c.syscall(SYS_fsconfig, 'int', fs, 'unsigned int', FSCONFIG_CMD_CREATE, 'void *', null, 'void *', null, 'int', 0),
+      'fsconfig',
+      'create overlay',
+    );
+    mnt = check(
+      c.syscall(SYS_fsmount, 'int', fs, 'unsigned int', 1, 'unsigned int', o.readonly ? MOUNT_ATTR_RDONLY : 0),
+      'fsmount',
+      'overlay',
+    );
+    check(
+      c.syscall(
+        SYS_move_mount,
+        'int',
+        mnt,
+        'const char *',
+        '',
+        'int',
+        -100,
+        'const char *',
+        target,
+        'unsigned int',
+        MOVE_MOUNT_F_EMPTY_PATH,
+      ),
+      'move_mount',
+      `overlay on ${target}`,
+    );
+  } finally {
+    if (mnt >= 0) c.close(mnt);
+    c.close(fs);
+  }
 }

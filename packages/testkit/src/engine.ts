@@ -10,7 +10,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ServiceState, type ServiceStatus, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { layout } from '@ctr/common/config';
-import { type ApiClient, dial } from '@ctr/common/grpc';
+import { type ApiClient, dial, type ServiceDef } from '@ctr/common/grpc';
 import { processAlive } from '@ctr/sys/proc';
 import { assertNoLeaks, findLeaks } from './leaks.js';
 import { type RunResult, randomInstance, repoRoot, run, signal, sleep, waitFor } from './util.js';
@@ -115,6 +115,13 @@ export class TestEngine {
 
   supervisor(): ApiClient<typeof SupervisorService> {
     const c = dial(SupervisorService, this.paths.supervisorSocket);
+    this.#clients.push(c);
+    return c;
+  }
+
+  /** A client of one of the engine's services, closed at stop. */
+  client<D extends ServiceDef>(definition: D, service: string): ApiClient<D> {
+    const c = dial(definition, this.paths.serviceSocket(service));
     this.#clients.push(c);
     return c;
   }
