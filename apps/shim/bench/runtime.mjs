@@ -39,6 +39,22 @@ async function bundle(name, args, forRunc = false) {
   return b;
 }
 
+/** Creates and starts a long-running container; returns ctr-init's waiting parent (the container's parent). */
+async function startSleeper(client, id, b) {
+  const { pid } = await client.create({
+    id,
+    bundle: b,
+    rootfs: [],
+    terminal: false,
+    stdin: false,
+    cgroupParent: '',
+    runtime: '',
+  });
+  await client.start({ id, execId: '' });
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+}
+
 async function pss(pid) {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
   return Number(text.match(/^Pss:\s+(\d+) kB/m)?.[1] ?? 0);
@@ -87,25 +103,14 @@ async function main() {
     const running = [];
     for (let i = 0; i < CONTAINERS; i++) {
       const s = await startShim(engine, `m${i}`);
-      const { pid } = await s.client.create({
-        id: `m${i}`,
-        bundle: sleeper,
-        rootfs: [],
-        terminal: false,
-        stdin: false,
-        cgroupParent: '',
-        runtime: '',
-      });
-      await s.client.start({ id: `m${i}`, execId: '' });
-      running.push({ s, pid });
+      running.push({ s, waiter: await startSleeper(s.client, `m${i}`, sleeper) });
     }
     await new Promise((r) => setTimeout(r, 1000));
     let shimKb = 0;
     let waiterKb = 0;
-    for (const { s, pid } of running) {
+    for (const { s, waiter } of running) {
       shimKb += await pss(s.pid);
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      waiterKb += await pss(Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      waiterKb += await pss(waiter);
     }
     for (const { s } of running) {
       await s.client.shutdown({ id: '', now: true });
@@ -115,23 +120,11 @@ async function main() {
     // The same containers in one shim (the API is keyed by container id, as containerd groups a pod's).
     const group = await startShim(engine, 'group');
     let groupWaiterKb = 0;
-    for (let i = 0; i < CONTAINERS; i++) {
-      const { pid } = await group.client.create({
-        id: `g${i}`,
-        bundle: sleeper,
-        rootfs: [],
-        terminal: false,
-        stdin: false,
-        cgroupParent: '',
-        runtime: '',
-      });
-      await group.client.start({ id: `g${i}`, execId: '' });
-      const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-      running.push({ waiter: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) });
-    }
+    const groupWaiters = [];
+    for (let i = 0; i < CONTAINERS; i++) groupWaiters.push(await startSleeper(group.client, `g${i}`, sleeper));
     await new Promise((r) => setTimeout(r, 1000));
     const groupShimKb = await pss(group.pid);
-    for (const r of running) if (r.waiter) groupWaiterKb += await pss(r.waiter);
+    for (const w of groupWaiters) groupWaiterKb += await pss(w);
     await group.client.shutdown({ id: '', now: true });
     group.client.close();
 

@@ -8,10 +8,9 @@
  *   ctr-shim --id <id> [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
-import { DAEMON_FLAGS, resolveEventsUrl } from '@ctr/common/daemon';
+import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
 import type { Event } from '@ctr/common/events';
 import { EventBus } from '@ctr/common/events';
 import { type RunningServer, serve } from '@ctr/common/grpc';
@@ -29,22 +28,13 @@ async function main() {
   let id: string;
   let config: Config;
   try {
-    const { values } = parseArgs({
-      args: process.argv.slice(2),
-      options: { ...DAEMON_FLAGS, id: { type: 'string' } },
-      strict: true,
-    });
-    if (!values.id) throw new Error('--id is required');
-    id = values.id;
-    validateId(id, 'shim id');
-    config = loadConfig({
-      config: values.config,
-      root: values.root,
-      state: values.state,
-      instance: values.instance,
-      eventsUrl: values['events-url'],
-      logLevel: values['log-level'],
-    });
+    // --id is the shim's own; the rest are every daemon's flags.
+    const args = process.argv.slice(2);
+    const at = args.indexOf('--id');
+    if (at < 0 || !args[at + 1]) throw new Error('--id is required');
+    id = validateId(args[at + 1], 'shim id');
+    args.splice(at, 2);
+    config = loadConfig(parseDaemonFlags(args));
   } catch (err) {
     process.stderr.write(`ctr-shim: ${(err as Error).message}\n`);
     process.exit(2);
