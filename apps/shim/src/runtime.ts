@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Cgroup } from '@ctr/cgroups';
 import { failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import type { Process, Spec } from '@ctr/oci';
-import { type Exit, launchInit } from './init/launch.js';
+import { type Exit, exitOf, launchInit } from './init/launch.js';
 import { type CgroupMountInfo, planFromSpec } from './init/plan.js';
 import type { ProcessIO } from './io.js';
 import type { Reaper } from './reaper.js';
@@ -48,14 +48,6 @@ export interface Runtime {
   exec(c: ExecContext): Promise<Launched>;
   /** Forgets the task (the runtime's own state). */
   delete(id: string): Promise<void>;
-}
-
-/** The raw wait status as docker reports it. */
-export function exitOf(status: number): Exit {
-  const sig = status & 0x7f;
-  return sig
-    ? { status, code: 128 + sig, signal: sig, at: new Date() }
-    : { status, code: (status >> 8) & 0xff, at: new Date() };
 }
 
 const NS_FILES: Record<string, string> = {

@@ -92,6 +92,15 @@ const logText = async (path: string) =>
     .map((l) => JSON.parse(l).log)
     .join('');
 
+/** Adds an exec running `script`, attaches to it, starts it, and collects its output and exit. */
+async function execScript(id: string, execId: string, script: string) {
+  const spec = defaultSpec(rootfs, ['sh', '-c', script]).process;
+  await client.exec({ id, execId, terminal: false, stdin: false, spec: Buffer.from(JSON.stringify(spec)) });
+  const a = attach(id, execId);
+  await client.start({ id, execId });
+  return a.done;
+}
+
 /** Collects an attach stream until its exit message. */
 function attach(id: string, execId = '', input?: (write: (s: string) => void, close: () => void) => void) {
   const stream = client.attach();
@@ -248,17 +257,7 @@ describe('processes of a running task', () => {
   it('execs into the same pid namespace, with its own output and exit', async () => {
     const t = await runTask('echo started; sleep 30');
     await client.start({ id: t.id, execId: '' });
-    const spec = defaultSpec(rootfs, ['sh', '-c', 'echo pid1=$(cat /proc/1/cmdline | tr "\\0" " "); exit 5']).process;
-    await client.exec({
-      id: t.id,
-      execId: 'e1',
-      terminal: false,
-      stdin: false,
-      spec: Buffer.from(JSON.stringify(spec)),
-    });
-    const a = attach(t.id, 'e1');
-    await client.start({ id: t.id, execId: 'e1' });
-    const r = await a.done;
+    const r = await execScript(t.id, 'e1', 'echo pid1=$(cat /proc/1/cmdline | tr "\\0" " "); exit 5');
     expect(r.out).toContain('pid1=sleep 30');
     expect(r.exit).toBe(5);
     expect((await client.wait({ id: t.id, execId: 'e1' })).exitStatus).toBe(5);
@@ -423,7 +422,7 @@ describe('the shim process', () => {
     );
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
-    const again = await startShimHandle('orphan', shimPid);
+    const again = await reconnect('orphan', shimPid);
     expect((await readProcStat(shimPid))?.state).not.toBe('Z');
     const t = await runTask('exit 9', { on: again.client });
     await again.client.start({ id: t.id, execId: '' });
@@ -438,7 +437,7 @@ describe('the shim process', () => {
     await s.client.start({ id: t.id, execId: '' });
     s.client.close();
     await new Promise((r) => setTimeout(r, 800));
-    const later = await startShimHandle('late', s.pid);
+    const later = await reconnect('late', s.pid);
     expect((await later.client.state({ id: t.id, execId: '' })).exitStatus).toBe(33);
     expect((await later.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(33);
     expect(JSON.parse(await readFile(join(engine.state, 'shims', 'late', `${t.id}.exit.json`), 'utf8'))).toMatchObject({
@@ -478,17 +477,7 @@ describe('with runc as the runtime', () => {
   it('runs, execs into and deletes the same bundle', async () => {
     const t = await runTask('echo from-runc; sleep 30', { runtime: 'runc' });
     await client.start({ id: t.id, execId: '' });
-    const spec = defaultSpec(rootfs, ['sh', '-c', 'echo exec-pid-ns=$(cat /proc/1/comm); exit 6']).process;
-    await client.exec({
-      id: t.id,
-      execId: 'x',
-      terminal: false,
-      stdin: false,
-      spec: Buffer.from(JSON.stringify(spec)),
-    });
-    const a = attach(t.id, 'x');
-    await client.start({ id: t.id, execId: 'x' });
-    const r = await a.done;
+    const r = await execScript(t.id, 'x', 'echo exec-pid-ns=$(cat /proc/1/comm); exit 6');
     expect(r.out).toContain('exec-pid-ns=sleep');
     expect(r.exit).toBe(6);
     await client.delete({ id: t.id, execId: 'x' });
@@ -503,7 +492,7 @@ describe('with runc as the runtime', () => {
 });
 
 /** Reconnects to a shim that is already running (what container-service does after its restart). */
-async function startShimHandle(id: string, pid: number): Promise<RunningShim> {
+async function reconnect(id: string, pid: number): Promise<RunningShim> {
   const s = { id, pid, socket: join(engine.state, 'shims', id, 'shim.sock'), client: connectShim(engine, id) };
   if (!shims.some((x) => x.id === id)) shims.push(s);
   await stat(s.socket);

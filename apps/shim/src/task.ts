@@ -5,11 +5,11 @@
  */
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { constants } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { Cgroup, type CgroupLayout, type Resources, removeCgroupIfEmpty } from '@ctr/cgroups';
 import { failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
 import type { Event } from '@ctr/common/events';
-import { readJsonFile, writeFileAtomic } from '@ctr/common/fsutil';
+import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
 import { type Process, type Resources as OciResources, type Spec, validateSpec } from '@ctr/oci';
 import { MNT, mount, mountOverlay, umount } from '@ctr/sys';
@@ -166,11 +166,6 @@ export class Task {
     return join(dir, `${id}.exit.json`);
   }
 
-  /** The exit recorded on disk, for a task whose shim is gone. */
-  static readExit(dir: string, id: string): Promise<ExitRecord | undefined> {
-    return readJsonFile<ExitRecord>(Task.exitFile(dir, id));
-  }
-
   /** Mounts the rootfs, makes the cgroup, and runs the init up to where it waits to exec. */
   static async create(o: CreateOptions, ctx: TaskContext): Promise<Task> {
     let spec: Spec;
@@ -211,7 +206,7 @@ export class Task {
 
       let log: JsonLogWriter | undefined;
       if (o.log?.path) {
-        await mkdir(join(o.log.path, '..'), { recursive: true });
+        await mkdir(dirname(o.log.path), { recursive: true });
         log = new JsonLogWriter({
           path: o.log.path,
           maxSize: o.log.maxSize || DEFAULT_LOG_LIMITS.maxSize,

@@ -20,7 +20,8 @@ export interface ProcessRecord {
 }
 
 export async function readRecord(path: string): Promise<ProcessRecord | undefined> {
-  return readJsonFile<ProcessRecord>(path);
+  // A record that cannot be read names no process to adopt.
+  return readJsonFile<ProcessRecord>(path).catch(() => undefined);
 }
 
 export async function writeRecord(path: string, record: ProcessRecord): Promise<void> {

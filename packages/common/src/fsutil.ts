@@ -31,11 +31,22 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   }
 }
 
-/** Reads a JSON file; undefined when it does not exist or is not JSON. */
+/**
+ * Reads a JSON file; undefined when it does not exist. Any other failure (no
+ * access, not JSON) throws: a caller must never mistake an unreadable store
+ * for an empty one.
+ */
 export async function readJsonFile<T>(path: string): Promise<T | undefined> {
+  let text: string;
   try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch {
-    return undefined;
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new Error(`${path} is not valid JSON: ${(err as Error).message}`);
   }
 }

@@ -121,6 +121,14 @@ export interface Exit {
   at: Date;
 }
 
+/** A raw wait status as docker reports it: the exit code, or 128 + the signal. */
+export function exitOf(status: number): Exit {
+  const sig = status & 0x7f;
+  return sig
+    ? { status, code: 128 + sig, signal: sig, at: new Date() }
+    : { status, code: (status >> 8) & 0xff, at: new Date() };
+}
+
 export interface InitProcess {
   /** The container's process, in the shim's pid namespace. */
   readonly pid: number;
@@ -180,11 +188,7 @@ export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
     const exitCode = await new Promise<number | null>((resolve) =>
       waiter.exitCode !== null ? resolve(waiter.exitCode) : waiter.once('exit', (c) => resolve(c)),
     );
-    const status = m?.type === SyncType.EXITED ? m.value : ((exitCode ?? 255) & 0xff) << 8;
-    const sig = status & 0x7f;
-    return sig
-      ? { status, code: 128 + sig, signal: sig, at: new Date() }
-      : { status, code: (status >> 8) & 0xff, at: new Date() };
+    return exitOf(m?.type === SyncType.EXITED ? m.value : ((exitCode ?? 255) & 0xff) << 8);
   })();
   let terminal: number | undefined;
   try {
