@@ -1,12 +1,21 @@
 /** snapshotter: overlay2 snapshots and layer application; knows nothing of images or containers. */
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Kind, type SnapshotInfo, SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
+import { randomUUID } from 'node:crypto';
+import type { ServerReadableStream } from '@grpc/grpc-js';
+import {
+  type ApplyLayerHeader,
+  type ApplyLayerRequest,
+  Kind,
+  type SnapshotInfo,
+  SnapshotsService,
+} from '@ctr/api/snapshots/v1/snapshots';
 import { runDaemon } from '@ctr/common/daemon';
 import type { EventBus } from '@ctr/common/events';
-import { invalidArgument } from '@ctr/common/errors';
+import { alreadyExists, failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import { implement } from '@ctr/common/grpc';
-import { matchFilters, type SnapshotRecord, SnapshotStore } from './store.js';
+import { ApplyError, applyLayer } from './apply/apply.js';
+import { EXTRACT_PREFIX, matchFilters, type SnapshotRecord, SnapshotStore } from './store.js';
 
 const KIND: Record<SnapshotRecord['kind'], Kind> = {
   view: Kind.KIND_VIEW,
@@ -45,17 +54,84 @@ async function usage(dir: string): Promise<{ size: number; inodes: number }> {
   return { size, inodes: seen.size };
 }
 
+function reserved(key: string) {
+  if (key.startsWith(EXTRACT_PREFIX)) throw invalidArgument(`snapshot keys starting ${EXTRACT_PREFIX} are reserved`);
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/** The header, then the layer's bytes (unless the header names a file to read). */
+async function readApplyRequest(call: ServerReadableStream<ApplyLayerRequest, unknown>) {
+  const it = call[Symbol.asyncIterator]() as AsyncIterator<ApplyLayerRequest>;
+  const first = await it.next();
+  const part = first.done ? undefined : first.value.part;
+  const header = part?.$case === 'header' ? part.value : undefined;
+  if (!header) throw invalidArgument('ApplyLayer starts with a header');
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const n = await it.next();
+      if (n.done) return;
+      if (n.value.part?.$case !== 'chunk') throw invalidArgument('ApplyLayer takes one header, then data chunks');
+      yield n.value.part.value;
+    }
+  }
+  return { header, chunks: chunks() };
+}
+
+/**
+ * A layer applied as the committed snapshot `name`: into a fresh active
+ * snapshot with a reserved key, committed only once every file is on disk and
+ * the diff id matched. On any failure that snapshot is removed; after a crash,
+ * start-up removes it. Two applies of one name at once: the first commit wins,
+ * the other answers ALREADY_EXISTS and leaves nothing.
+ */
+async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIterable<Uint8Array>) {
+  if (!h.name) throw invalidArgument('ApplyLayer needs the name of the snapshot to create');
+  if (h.name.startsWith(EXTRACT_PREFIX))
+    throw invalidArgument(`snapshot names starting ${EXTRACT_PREFIX} are reserved`);
+  if (h.expectedDiffId && !DIGEST.test(h.expectedDiffId))
+    throw invalidArgument(`invalid diff id ${JSON.stringify(h.expectedDiffId)}: want sha256:<64 hex digits>`);
+  if (store.has(h.name)) throw alreadyExists(`snapshot ${h.name} already exists`);
+  const key = `${EXTRACT_PREFIX}${randomUUID()}/${h.name}`;
+  const rec = await store.create('active', key, h.parent, {});
+  try {
+    const job = {
+      root: store.fsDir(rec.id),
+      lowers: store.parents(rec).map((p) => store.fsDir(p.id)),
+      expectedDiffId: h.expectedDiffId,
+      path: h.path || undefined,
+    };
+    let result: Awaited<ReturnType<typeof applyLayer>>;
+    try {
+      result = await applyLayer(job, chunks);
+    } catch (err) {
+      if (err instanceof ApplyError)
+        throw err.badLayer ? invalidArgument(err.message) : internal(`applying the layer failed: ${err.message}`);
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && job.path)
+        throw failedPrecondition(`layer file ${job.path} does not exist`);
+      throw err;
+    }
+    await store.commit(h.name, key, h.labels);
+    return result;
+  } catch (err) {
+    await store.remove(key);
+    throw err;
+  }
+}
+
 export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
   const mountsOf = (key: string) => ({
     mounts: store.mounts(key).map((m) => ({ ...m, target: '' })),
   });
   return implement(SnapshotsService, {
     prepare: async ({ key, parent, labels }) => {
+      reserved(key);
       await store.create('active', key, parent, labels);
       void bus.publish('snapshotPrepared', { key, parent });
       return mountsOf(key);
     },
     view: async ({ key, parent, labels }) => {
+      reserved(key);
       await store.create('view', key, parent, labels);
       return mountsOf(key);
     },
@@ -83,6 +159,12 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
       return { size: BigInt(u.size), inodes: BigInt(u.inodes) };
     },
     cleanup: async () => ({ removed: await store.cleanup() }),
+    applyLayer: async (call) => {
+      const { header, chunks } = await readApplyRequest(call);
+      const r = await apply(store, header, chunks);
+      void bus.publish('snapshotCommitted', { key: '', name: header.name });
+      return { diffId: r.diffId, size: BigInt(r.size) };
+    },
   });
 }
 
@@ -90,6 +172,8 @@ await runDaemon({
   name: 'snapshotter',
   services: async (ctx) => {
     const store = await SnapshotStore.open(ctx.config.root);
+    const interrupted = await store.removeInterruptedApplies();
+    if (interrupted.length) ctx.log.info({ removed: interrupted }, 'removed layer applies a crash interrupted');
     const strays = await store.cleanup();
     if (strays.length) ctx.log.info({ removed: strays }, 'removed directories no snapshot owns');
     return [{ definition: SnapshotsService, implementation: snapshotsApi(store, ctx.bus) }];

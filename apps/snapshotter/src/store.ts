@@ -19,6 +19,12 @@ import { readJsonFile, writeFileAtomic } from '@ctr/common/fsutil';
 
 export type Kind = 'view' | 'active' | 'committed';
 
+/**
+ * Keys of the active snapshots layers are applied into. Nobody else may use
+ * them, and any found at start are what a crash interrupted: removed.
+ */
+export const EXTRACT_PREFIX = '.extract/';
+
 export interface SnapshotRecord {
   id: number;
   name: string;
@@ -200,6 +206,15 @@ export class SnapshotStore {
       r.updatedAt = new Date().toISOString();
       return r;
     });
+  }
+
+  /** Removes the snapshots of applies a crash cut short (their records and directories). */
+  async removeInterruptedApplies(): Promise<string[]> {
+    const gone = this.list()
+      .filter((r) => r.name.startsWith(EXTRACT_PREFIX))
+      .map((r) => r.name);
+    for (const key of gone) await this.remove(key);
+    return gone;
   }
 
   /** Directories no snapshot owns (a crash between mkdir and the metadata, or after a remove's record). */

@@ -6,7 +6,8 @@
 import { constants } from 'node:os';
 import koffi from 'koffi';
 
-const libc = koffi.load('libc.so.6');
+/** The C library, for the other modules of this package. */
+export const libc = koffi.load('libc.so.6');
 
 const c = {
   mount: libc.func(

@@ -86,20 +86,20 @@ export async function tarLayer(dir: string): Promise<Buffer> {
 }
 
 /**
- * Writes an OCI image layout with the given layer directories (bottom first)
- * under `ref` (the org.opencontainers.image.ref.name of index.json).
+ * Writes an OCI image layout with the given layers (bottom first: directories
+ * to tar, or tarballs as they are), gzipped, under `ref` (the org.opencontainers.image.ref.name of index.json).
  */
 export async function buildOciLayout(
   layout: string,
-  layers: string[],
+  layers: Array<string | Buffer>,
   config: ImageConfigInput = {},
   ref = 'latest',
 ): Promise<LayoutImage> {
   await mkdir(layout, { recursive: true });
   const layerDescs = [];
   const diffIds = [];
-  for (const dir of layers) {
-    const tar = await tarLayer(dir);
+  for (const layer of layers) {
+    const tar = typeof layer === 'string' ? await tarLayer(layer) : layer;
     diffIds.push(sha256(tar));
     const blob = await putBlob(layout, gzipSync(tar));
     layerDescs.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...blob });

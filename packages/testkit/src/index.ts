@@ -5,3 +5,4 @@ export * from './leaks.js';
 export * from './nats.js';
 export * from './registry.js';
 export * from './util.js';
+export * from './tree.js';

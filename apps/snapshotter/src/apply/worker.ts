@@ -1,0 +1,26 @@
+/**
+ * Applies one layer, off the daemon's event loop: the extractor's file system
+ * calls are synchronous (one fd-relative syscall after another, no thread-pool
+ * round trips), which is what makes it fast, and what would stall every other
+ * RPC if it ran on the main thread.
+ *
+ * In: workerData (ApplyJob). The layer comes from `path`, or as chunks posted
+ * on the port (each answered with "more" once consumed). Out: one ApplyResult.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { applyStream, type ApplyJob, type ApplyResult } from './stream.js';
+import { fromFile, fromPort } from './sources.js';
+
+const job = workerData as ApplyJob;
+const port = parentPort;
+if (!port) throw new Error('the apply worker runs as a worker thread');
+
+let result: ApplyResult;
+try {
+  const source = job.path ? fromFile(job.path) : fromPort(port);
+  result = { ok: true, ...(await applyStream(job, source)) };
+} catch (err) {
+  const e = err as Error & { code?: string };
+  result = { ok: false, name: e.name, message: e.message, code: e.code };
+}
+port.postMessage(result);

@@ -1,0 +1,3 @@
+export * from './reader.js';
+export * from './types.js';
+export * from './writer.js';
