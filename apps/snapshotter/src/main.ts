@@ -1,5 +1,5 @@
 /** snapshotter: overlay2 snapshots and layer application; knows nothing of images or containers. */
-import { lstat, readdir } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { ServerReadableStream } from '@grpc/grpc-js';
@@ -92,6 +92,8 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
   if (h.expectedDiffId && !DIGEST.test(h.expectedDiffId))
     throw invalidArgument(`invalid diff id ${JSON.stringify(h.expectedDiffId)}: want sha256:<64 hex digits>`);
   if (store.has(h.name)) throw alreadyExists(`snapshot ${h.name} already exists`);
+  if (h.path && !(await stat(h.path).catch(() => undefined))?.isFile())
+    throw failedPrecondition(`layer file ${h.path} does not exist or is not a file`);
   const key = `${EXTRACT_PREFIX}${randomUUID()}/${h.name}`;
   const rec = await store.create('active', key, h.parent, {});
   try {
@@ -107,8 +109,6 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
     } catch (err) {
       if (err instanceof ApplyError)
         throw err.badLayer ? invalidArgument(err.message) : internal(`applying the layer failed: ${err.message}`);
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' && job.path)
-        throw failedPrecondition(`layer file ${job.path} does not exist`);
       throw err;
     }
     await store.commit(h.name, key, h.labels);
