@@ -3,7 +3,7 @@
  * The layer-apply benchmark (issue: Snapshotter), run with `nx run snapshotter:bench`.
  *
  * The layer: a Debian root file system's bulk, tarred from this Debian host
- * (BENCH_DIRS, default etc usr/bin usr/sbin usr/share usr/lib/python3 — some
+ * (BENCH_DIRS, default etc usr/bin usr/sbin usr/share/doc usr/lib/python3 — some
  * hundreds of MB in tens of thousands of files), as pax with xattrs, the way
  * a registry would serve it: gzip, and zstd.
  *
@@ -18,7 +18,7 @@
  * Prints a table and one JSON line; exits 0 (figures, not assertions).
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { createReadStream, openSync, closeSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, rmSync, statSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { syncfs } from '@ctr/sys';
@@ -28,7 +28,7 @@ import tarStream from 'tar-stream';
 import { applyLayer } from '../dist/apply/apply.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const DIRS = (process.env.BENCH_DIRS ?? 'etc usr/bin usr/sbin usr/share usr/lib/python3').split(/\s+/);
+const DIRS = (process.env.BENCH_DIRS ?? 'etc usr/bin usr/sbin usr/share/doc usr/lib/python3').split(/\s+/);
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-apply-${process.pid}`;
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -105,6 +105,11 @@ const parsers = {
 
 async function main() {
   await mkdir(work, { recursive: true });
+  for (const sig of ['SIGINT', 'SIGTERM'])
+    process.once(sig, () => {
+      rmSync(work, { recursive: true, force: true });
+      process.exit(130);
+    });
   try {
     const plain = join(work, 'layer.tar');
     console.error(`building the layer from this host's ${DIRS.join(' ')} ...`);

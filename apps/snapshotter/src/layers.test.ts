@@ -13,7 +13,7 @@ import { zstdCompressSync } from 'node:zlib';
 import { type ApplyLayerResponse, SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import type { Mount } from '@ctr/api/types/v1/types';
 import { type ApiClient, readStream } from '@ctr/common/grpc';
-import { MNT, mount, mountOverlay, umount } from '@ctr/sys';
+import { lsetxattr, MNT, mount, mountOverlay, umount } from '@ctr/sys';
 import { type EntryInit, pack } from '@ctr/tar';
 import { buildOciLayout, fileTree, TestEngine, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -35,8 +35,14 @@ afterAll(async () => {
 });
 
 const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-const chainIds = (diffIds: string[]) =>
-  diffIds.reduce<string[]>((acc, d) => [...acc, acc.length ? sha256(`${acc[acc.length - 1]} ${d}`) : d], []);
+/** The chain ids of layers (image-spec: sha256 of "parent-chain-id diff-id"). */
+function chainIds(diffIds: string[]): string[] {
+  const out: string[] = [];
+  for (const d of diffIds) out.push(out.length ? sha256(`${out[out.length - 1]} ${d}`) : d);
+  return out;
+}
+
+const lsetxattrOn = (path: string, name: string, value: string) => lsetxattr(path, name, Buffer.from(value));
 
 async function withMount<T>(mounts: Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
   const m = mounts[0];
@@ -203,7 +209,7 @@ describe('ApplyLayer', () => {
     expect(Object.keys(ours).filter((p) => p.startsWith('opq/'))).toEqual(['opq/new', 'opq/new2']);
 
     // The same layers zstd-compressed and streamed over the socket, as a second chain.
-    const zchain = chainIds(image.diffIds.map((d) => d));
+    const zchain = chain;
     for (let i = 0; i < tars.length; i++)
       await applyAll(
         { name: `z-${zchain[i]}`, parent: i ? `z-${zchain[i - 1]}` : '', expectedDiffId: image.diffIds[i] },
@@ -252,6 +258,46 @@ describe('ApplyLayer', () => {
     expect(await list()).toEqual(['race']);
     expect(snapshotDirs()).toHaveLength(1);
     await snaps.remove({ key: 'race' });
+  });
+
+  it('diffs an active snapshot into a layer that applies back to the same tree', async () => {
+    await applyAll({ name: 'rt-base', parent: '' }, pack(LAYERS[0]));
+    const work = await snaps.prepare({ key: 'rt-work', parent: 'rt-base', labels: {} });
+    const changed = await withMount(work.mounts, async (d) => {
+      execFileSync(
+        'sh',
+        [
+          '-c',
+          [
+            'rm etc/shadow',
+            'rm -r opq && mkdir opq && echo fresh > opq/only',
+            'echo added > usr/bin/tool && chmod 4711 usr/bin/tool && ln usr/bin/tool usr/bin/tool2',
+            'mkfifo dev/newfifo && mknod dev/zero c 1 5',
+            'ln -s ../usr/bin/tool bin/t && chown -h 1000:1000 bin/t',
+            'echo more >> etc/passwd && chmod 600 etc/passwd',
+            'rm replace-me && mkdir replace-me',
+          ].join(' && '),
+        ],
+        { cwd: d },
+      );
+      lsetxattrOn(join(d, 'usr/bin/tool'), 'user.kind', 'tool');
+      return fileTree(d);
+    });
+    const parts: Buffer[] = [];
+    let last: { diffId: string; digest: string; size: bigint } | undefined;
+    for await (const c of readStream(snaps.diff({ key: 'rt-work', compression: 'gzip' }))) {
+      parts.push(c.data);
+      if (c.diffId) last = c;
+    }
+    const blob = Buffer.concat(parts);
+    expect(last?.digest).toBe(sha256(blob));
+    expect(last?.size).toBe(BigInt(blob.length));
+    await applyAll({ name: 'rt-top', parent: 'rt-base', expectedDiffId: last?.diffId }, blob);
+    const v = await snaps.view({ key: 'rt-view', parent: 'rt-top', labels: {} });
+    expect(await withMount(v.mounts, (d) => fileTree(d))).toEqual(changed);
+    expect(changed['etc/shadow']).toBeUndefined();
+    expect(changed['usr/bin/tool']).toMatchObject({ mode: '4711', links: 2 });
+    for (const k of ['rt-view', 'rt-top', 'rt-work', 'rt-base']) await snaps.remove({ key: k });
   });
 
   it('after kill -9 in the middle of an apply, keeps what was committed and drops the half-applied layer', async () => {

@@ -12,9 +12,10 @@ import {
 } from '@ctr/api/snapshots/v1/snapshots';
 import { runDaemon } from '@ctr/common/daemon';
 import type { EventBus } from '@ctr/common/events';
-import { alreadyExists, failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
+import { alreadyExists, canceled, failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import { implement } from '@ctr/common/grpc';
 import { ApplyError, applyLayer } from './apply/apply.js';
+import { diffLayer } from './diff.js';
 import { EXTRACT_PREFIX, matchFilters, type SnapshotRecord, SnapshotStore } from './store.js';
 
 const KIND: Record<SnapshotRecord['kind'], Kind> = {
@@ -159,6 +160,21 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
       return { size: BigInt(u.size), inodes: BigInt(u.inodes) };
     },
     cleanup: async () => ({ removed: await store.cleanup() }),
+    diff: async ({ key, compression }, call) => {
+      if (compression !== '' && compression !== 'gzip' && compression !== 'none')
+        throw invalidArgument(`unknown compression ${JSON.stringify(compression)}: gzip or none`);
+      const r = store.get(key);
+      if (r.kind === 'view') throw failedPrecondition(`snapshot ${key} is a view: it has no layer of its own`);
+      const write = (data: Buffer) =>
+        new Promise<void>((resolve, reject) => {
+          if (call.cancelled) return reject(canceled('the client went away'));
+          if (call.write({ data, diffId: '', digest: '', size: 0n })) return resolve();
+          call.once('drain', resolve);
+          call.once('cancelled', () => reject(canceled('the client went away')));
+        });
+      const d = await diffLayer(store.fsDir(r.id), compression === 'none' ? 'none' : 'gzip', write);
+      call.write({ data: Buffer.alloc(0), diffId: d.diffId, digest: d.digest, size: BigInt(d.size) });
+    },
     applyLayer: async (call) => {
       const { header, chunks } = await readApplyRequest(call);
       const r = await apply(store, header, chunks);

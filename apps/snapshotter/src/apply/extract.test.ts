@@ -194,6 +194,20 @@ describe('malicious layers', () => {
     expect(r.message).toMatch(/diff id is sha256:[0-9a-f]{64}, not the expected sha256:0{64}/);
   });
 
+  it('keeps mtimes to the nanosecond, directories last so their children do not move them', async () => {
+    const t = { sec: 1_600_000_000, nsec: 123_456_789 };
+    await apply([
+      { path: 'd/', type: 'dir', mtime: t },
+      { path: 'd/f', type: 'file', data: 'x', mtime: { sec: 1_500_000_000, nsec: 1 } },
+      { path: 'd/s', type: 'symlink', linkname: 'f', mtime: { sec: 1_400_000_000, nsec: 0 } },
+    ]);
+    const { lstatSync } = await import('node:fs');
+    const ns = (p: string) => lstatSync(join(root, p), { bigint: true }).mtimeNs;
+    expect(ns('d')).toBe(1_600_000_000_123_456_789n);
+    expect(ns('d/f')).toBe(1_500_000_000_000_000_001n);
+    expect(ns('d/s')).toBe(1_400_000_000_000_000_000n);
+  });
+
   it('reads its input as streamed chunks too, and computes the diff id of the uncompressed bytes', async () => {
     const tar = pack([
       { path: 'd/', type: 'dir', mode: 0o750, uid: 5, gid: 6 },
