@@ -13,9 +13,9 @@ import { zstdCompressSync } from 'node:zlib';
 import { type ApplyLayerResponse, SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import type { Mount } from '@ctr/api/types/v1/types';
 import { type ApiClient, readStream } from '@ctr/common/grpc';
-import { lsetxattr, MNT, mount, mountOverlay, umount } from '@ctr/sys';
+import { lsetxattr } from '@ctr/sys';
 import { type EntryInit, pack } from '@ctr/tar';
-import { buildOciLayout, fileTree, TestEngine, waitFor } from '@ctr/testkit';
+import { buildOciLayout, fileTree, TestEngine, waitFor, withSnapshotMounted } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 type Entry = EntryInit & { data?: string | Buffer };
@@ -44,22 +44,7 @@ function chainIds(diffIds: string[]): string[] {
 
 const lsetxattrOn = (path: string, name: string, value: string) => lsetxattr(path, name, Buffer.from(value));
 
-async function withMount<T>(mounts: Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
-  const m = mounts[0];
-  if (m.type === 'overlay') {
-    const kv = new Map(m.options.map((o) => [o.split('=')[0], o.slice(o.indexOf('=') + 1)]));
-    mountOverlay(target, {
-      lower: (kv.get('lowerdir') ?? '').split(':'),
-      upper: kv.get('upperdir'),
-      work: kv.get('workdir'),
-    });
-  } else mount(m.source, target, null, 0x1000 | 0x4000);
-  try {
-    return await fn(target);
-  } finally {
-    umount(target, MNT.DETACH);
-  }
-}
+const withMount = <T>(mounts: Mount[], fn: (dir: string) => Promise<T>) => withSnapshotMounted(mounts, target, fn);
 
 /** ApplyLayer with the layer streamed in chunks (or read by the daemon from `path`). */
 function applyLayer(

@@ -5,8 +5,7 @@ import { join } from 'node:path';
 import { Kind, SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import type { Mount } from '@ctr/api/types/v1/types';
 import { type ApiClient, readStream } from '@ctr/common/grpc';
-import { MNT, mount, mountOverlay, umount } from '@ctr/sys';
-import { TestEngine } from '@ctr/testkit';
+import { TestEngine, withSnapshotMounted } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let engine: TestEngine;
@@ -23,26 +22,7 @@ afterAll(async () => {
   await engine?.stop();
 });
 
-/** Mounts what the snapshotter returned (as the shim does), runs fn, unmounts. */
-async function withMount<T>(mounts: Mount[], fn: (dir: string) => Promise<T>): Promise<T> {
-  const m = mounts[0];
-  if (m.type === 'overlay') {
-    const kv = new Map(m.options.map((o) => [o.split('=')[0], o.slice(o.indexOf('=') + 1)]));
-    mountOverlay(target, {
-      lower: (kv.get('lowerdir') ?? '').split(':'),
-      upper: kv.get('upperdir'),
-      work: kv.get('workdir'),
-    });
-  } else {
-    mount(m.source, target, null, 0x1000 | 0x4000);
-    if (m.options.includes('ro')) mount('', target, null, 0x1000 | 0x20 | 0x1);
-  }
-  try {
-    return await fn(target);
-  } finally {
-    umount(target, MNT.DETACH);
-  }
-}
+const withMount = <T>(mounts: Mount[], fn: (dir: string) => Promise<T>) => withSnapshotMounted(mounts, target, fn);
 
 const list = async (filters: string[] = []) => {
   const out: string[] = [];

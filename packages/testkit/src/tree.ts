@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { lgetxattr, llistxattr } from '@ctr/sys';
+import { lgetxattr, llistxattr, MNT, MS, mount, mountOverlay, umount } from '@ctr/sys';
 
 export interface TreeNode {
   type: 'file' | 'dir' | 'symlink' | 'chardev' | 'blockdev' | 'fifo' | 'socket';
@@ -68,4 +68,33 @@ export async function fileTree(root: string): Promise<Record<string, TreeNode>> 
   await walk('');
   for (const names of inodes.values()) if (names.length > 1) for (const n of names) out[n].links = names.length;
   return out;
+}
+
+/**
+ * Mounts what the snapshotter returned for a snapshot on `target` (as the
+ * shim does: overlay through the new mount API, or a bind), runs fn on it,
+ * unmounts.
+ */
+export async function withSnapshotMounted<T>(
+  mounts: Array<{ type: string; source: string; options: string[] }>,
+  target: string,
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
+  const m = mounts[0];
+  if (m.type === 'overlay') {
+    const kv = new Map(m.options.map((o) => [o.split('=')[0], o.slice(o.indexOf('=') + 1)]));
+    mountOverlay(target, {
+      lower: (kv.get('lowerdir') ?? '').split(':'),
+      upper: kv.get('upperdir'),
+      work: kv.get('workdir'),
+    });
+  } else {
+    mount(m.source, target, null, MS.BIND | MS.REC);
+    if (m.options.includes('ro')) mount('', target, null, MS.BIND | MS.REMOUNT | MS.RDONLY);
+  }
+  try {
+    return await fn(target);
+  } finally {
+    umount(target, MNT.DETACH);
+  }
 }
