@@ -14,6 +14,7 @@ import { runDaemon } from '@ctr/common/daemon';
 import type { EventBus } from '@ctr/common/events';
 import { alreadyExists, canceled, failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import { implement } from '@ctr/common/grpc';
+import { checkDigest } from '@ctr/common/reference';
 import { ApplyError, applyLayer } from './apply/apply.js';
 import { diffLayer } from './diff.js';
 import { EXTRACT_PREFIX, matchFilters, type SnapshotRecord, SnapshotStore } from './store.js';
@@ -59,8 +60,6 @@ function reserved(key: string) {
   if (key.startsWith(EXTRACT_PREFIX)) throw invalidArgument(`snapshot keys starting ${EXTRACT_PREFIX} are reserved`);
 }
 
-const DIGEST = /^sha256:[0-9a-f]{64}$/;
-
 /** The header, then the layer's bytes (unless the header names a file to read). */
 async function readApplyRequest(call: ServerReadableStream<ApplyLayerRequest, unknown>) {
   const it = call[Symbol.asyncIterator]() as AsyncIterator<ApplyLayerRequest>;
@@ -88,10 +87,8 @@ async function readApplyRequest(call: ServerReadableStream<ApplyLayerRequest, un
  */
 async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIterable<Uint8Array>) {
   if (!h.name) throw invalidArgument('ApplyLayer needs the name of the snapshot to create');
-  if (h.name.startsWith(EXTRACT_PREFIX))
-    throw invalidArgument(`snapshot names starting ${EXTRACT_PREFIX} are reserved`);
-  if (h.expectedDiffId && !DIGEST.test(h.expectedDiffId))
-    throw invalidArgument(`invalid diff id ${JSON.stringify(h.expectedDiffId)}: want sha256:<64 hex digits>`);
+  reserved(h.name);
+  if (h.expectedDiffId) checkDigest(h.expectedDiffId, 'diff id');
   if (store.has(h.name)) throw alreadyExists(`snapshot ${h.name} already exists`);
   if (h.path && !(await stat(h.path).catch(() => undefined))?.isFile())
     throw failedPrecondition(`layer file ${h.path} does not exist or is not a file`);

@@ -66,7 +66,7 @@ export function parseReference(input: string, { defaultTag = true } = {}): Refer
     digest = rest.slice(at + 1);
     rest = rest.slice(0, at);
     if (!DIGEST.test(digest)) bad();
-    if (digest.startsWith('sha256:') && !/^sha256:[a-f0-9]{64}$/.test(digest)) bad();
+    if (digest.startsWith('sha256:') && !SHA256_DIGEST.test(digest)) bad();
   }
   let tag: string | undefined;
   const lastSlash = rest.lastIndexOf('/');
@@ -113,6 +113,15 @@ export function formatReference(r: Reference): string {
 export function familiarName(r: Reference): string {
   if (r.domain !== DEFAULT_DOMAIN) return repositoryOf(r);
   return r.path.startsWith(OFFICIAL_REPO_PREFIX) ? r.path.slice(OFFICIAL_REPO_PREFIX.length) : r.path;
+}
+
+const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** A sha256 content digest (what ctr stores and checks), or INVALID_ARGUMENT naming `what`. */
+export function checkDigest(digest: string, what = 'digest'): string {
+  if (!SHA256_DIGEST.test(digest))
+    throw invalidArgument(`invalid ${what} ${JSON.stringify(digest)}: want sha256:<64 hex digits>`);
+  return digest;
 }
 
 /** Shorthand: the normalised string of a user's reference. */

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, linkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lsetxattr } from '@ctr/sys';
@@ -109,7 +109,6 @@ describe('tar reader', () => {
     b[115] = 0x2a;
     fixChecksum(b);
     expect(readAll(b)[0].uid).toBe(42);
-    expect(readFileSync(join(tmp, 'ours.tar')).length % 512).toBe(0);
   });
 });
 

@@ -20,14 +20,7 @@ import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } fro
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
 import { writeFileAtomic } from '@ctr/common/fsutil';
-
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
-
-export function checkDigest(digest: string): string {
-  if (!DIGEST.test(digest))
-    throw invalidArgument(`invalid digest ${JSON.stringify(digest)}: want sha256:<64 hex digits>`);
-  return digest;
-}
+import { checkDigest } from '@ctr/common/reference';
 
 export interface BlobInfo {
   digest: string;

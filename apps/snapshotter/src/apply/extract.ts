@@ -71,12 +71,6 @@ interface Dir {
   real: string;
 }
 
-export interface ExtractStats {
-  entries: number;
-  files: number;
-  bytes: number;
-}
-
 const proc = (fd: number, name = '') => `/proc/self/fd/${fd}${name ? `/${name}` : ''}`;
 const lstatAt = (fd: number, name: string): Stats | undefined => lstatSync(proc(fd, name), { throwIfNoEntry: false });
 const isWhiteout = (st: Stats) => st.isCharacterDevice() && st.rdev === 0;
@@ -92,7 +86,8 @@ export function cleanPath(name: string): string[] {
 }
 
 export class Extractor implements TarHandler {
-  readonly stats: ExtractStats = { entries: 0, files: 0, bytes: 0 };
+  /** Entries read (applied or skipped). */
+  entries = 0;
   readonly #root: Dir;
   readonly #lowers: string[];
   #dirs = new Map<string, Dir>();
@@ -108,7 +103,7 @@ export class Extractor implements TarHandler {
   }
 
   entry(e: TarEntry): void {
-    this.stats.entries++;
+    this.entries++;
     try {
       this.#apply(e);
     } catch (err) {
@@ -120,7 +115,6 @@ export class Extractor implements TarHandler {
     if (this.#file < 0) return;
     try {
       for (let off = 0; off < chunk.length; ) off += writeSync(this.#file, chunk, off, chunk.length - off);
-      this.stats.bytes += chunk.length;
     } catch (err) {
       throw this.#wrap(this.#entry?.path ?? '', err);
     }
@@ -226,7 +220,6 @@ export class Extractor implements TarHandler {
     }
     this.#file = fd;
     this.#entry = e;
-    this.stats.files++;
   }
 
   #directory(parent: Dir, name: string, e: TarEntry): void {

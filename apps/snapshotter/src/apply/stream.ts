@@ -21,7 +21,7 @@ export interface ApplyJob {
 
 export type ApplyResult =
   | { ok: true; diffId: string; size: number; entries: number }
-  | { ok: false; name: string; message: string; code?: string };
+  | { ok: false; name: string; message: string };
 
 const ZSTD_MAGIC = 0xfd2fb528;
 
@@ -83,7 +83,7 @@ export async function applyStream(job: ApplyJob, source: Readable) {
     if (job.expectedDiffId && diffId !== job.expectedDiffId)
       throw new LayerError(`the layer's diff id is ${diffId}, not the expected ${job.expectedDiffId}`);
     ex.finish();
-    return { diffId, size, entries: ex.stats.entries };
+    return { diffId, size, entries: ex.entries };
   } catch (err) {
     ex.close();
     throw err;

@@ -20,7 +20,7 @@ try {
   const source = job.path ? fromFile(job.path) : fromPort(port);
   result = { ok: true, ...(await applyStream(job, source)) };
 } catch (err) {
-  const e = err as Error & { code?: string };
-  result = { ok: false, name: e.name, message: e.message, code: e.code };
+  const e = err as Error;
+  result = { ok: false, name: e.name, message: e.message };
 }
 port.postMessage(result);
