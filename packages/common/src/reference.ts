@@ -118,6 +118,11 @@ export function familiarName(r: Reference): string {
 const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** A sha256 content digest (what ctr stores and checks), or INVALID_ARGUMENT naming `what`. */
+/** The whole reference the familiar way: busybox:latest, user/app@sha256:…, 127.0.0.1:5000/app:1. */
+export function familiarString(r: Reference): string {
+  return `${familiarName(r)}${r.tag ? `:${r.tag}` : ''}${r.digest ? `@${r.digest}` : ''}`;
+}
+
 export function checkDigest(digest: string, what = 'digest'): string {
   if (!SHA256_DIGEST.test(digest))
     throw invalidArgument(`invalid ${what} ${JSON.stringify(digest)}: want sha256:<64 hex digits>`);

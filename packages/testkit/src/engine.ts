@@ -22,6 +22,8 @@ export interface EngineOptions {
   /** The default bridge's subnet (inside 100.64.0.0/10). */
   subnet?: string;
   env?: NodeJS.ProcessEnv;
+  /** The engine's config file (e.g. registry mirrors); empty by default. */
+  config?: Record<string, unknown>;
 }
 
 /** One event as `ctrctl events --format json` prints it. */
@@ -77,7 +79,9 @@ export class TestEngine {
       CTR_ROOT: this.root,
       CTR_STATE: this.state,
       CTR_INSTANCE: this.instance,
-      CTR_CONFIG: join(this.dir, 'no-config.json'),
+      CTR_CONFIG: join(this.dir, 'config.json'),
+      // docker's credentials of the host are not the test's.
+      DOCKER_CONFIG: join(this.dir, 'docker-config'),
       CTR_DEFAULT_SUBNET: this.opts.subnet ?? '100.96.0.0/24',
       ...(this.opts.eventsUrl ? { CTR_EVENTS_URL: this.opts.eventsUrl } : {}),
     };
@@ -89,7 +93,7 @@ export class TestEngine {
 
   /** Starts ctrd (which adopts whatever is still running) and waits until every service is healthy. */
   async startCtrd(): Promise<void> {
-    await writeFile(join(this.dir, 'no-config.json'), '{}\n');
+    await writeFile(join(this.dir, 'config.json'), `${JSON.stringify(this.opts.config ?? {})}\n`);
     const log = openSync(join(this.dir, 'ctrd.log'), 'a');
     try {
       this.#ctrd = spawn(process.execPath, [CTRD_MAIN], { env: this.env, stdio: ['ignore', log, log], detached: true });

@@ -4,6 +4,7 @@ import { failedPrecondition, invalidArgument } from '@ctr/common/errors';
 import { implement } from '@ctr/common/grpc';
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import { createReadStream } from 'node:fs';
+import type { Images } from '../images.js';
 import type { BlobInfo, ContentStore, Writer } from './store.js';
 
 const info = (b: BlobInfo): ContentInfo => ({
@@ -52,7 +53,7 @@ async function write(store: ContentStore, call: ServerDuplexStream<WriteContentR
   }
 }
 
-export function contentApi(store: ContentStore) {
+export function contentApi(store: ContentStore, images: Images) {
   return implement(ContentService, {
     info: async ({ digest }) => info(await store.info(digest)),
     list: async (_req, call) => {
@@ -88,6 +89,18 @@ export function contentApi(store: ContentStore) {
     abort: async ({ ref }) => {
       await store.abort(ref);
       return {};
+    },
+    createLease: async ({ id, ttlSeconds, labels }) => {
+      if (!/^[\w.-]{1,128}$/.test(id)) throw invalidArgument(`invalid lease id ${JSON.stringify(id)}`);
+      return images.meta.createLease(id, ttlSeconds, labels);
+    },
+    deleteLease: async ({ id }) => {
+      images.meta.deleteLease(id);
+      return {};
+    },
+    garbageCollect: async ({ dryRun }) => {
+      const { removed, bytesFreed } = await images.collect(dryRun);
+      return { removed, bytesFreed: BigInt(bytesFreed) };
     },
   });
 }

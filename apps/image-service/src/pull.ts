@@ -1,0 +1,314 @@
+/**
+ * Pull: resolve the reference, fetch the index or manifest, pick the
+ * platform, fetch the config, then the layers, a few at a time, each handed
+ * to the snapshotter the moment it and its parent are ready (the download of
+ * layer n+1 overlaps the unpacking of layer n). Everything fetched is held by
+ * a lease until the image record points at it. A failure removes what the
+ * pull stored and no image holds; a cancellation (the caller went away, the
+ * service was killed) keeps the partial downloads, which the next pull
+ * resumes from where they stopped.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CtrError, canceled, failedPrecondition, isAlreadyExists } from '@ctr/common/errors';
+import { formatReference, type Reference } from '@ctr/common/reference';
+import { type Images, LAYER_LABEL, type ResolvedImage } from './images.js';
+import type { ImageRecord } from './metadata.js';
+import {
+  chainIds,
+  type Descriptor,
+  type Manifest,
+  type Platform,
+  parseConfig,
+  parseDocument,
+  pickManifest,
+} from './oci.js';
+import type { Repository } from './registry/client.js';
+
+export type TransferState =
+  | 'resolving'
+  | 'waiting'
+  | 'downloading'
+  | 'verifying'
+  | 'extracting'
+  | 'uploading'
+  | 'exists'
+  | 'done';
+
+export interface Progress {
+  /** Undefined for the whole transfer. */
+  desc?: Descriptor;
+  state: TransferState;
+  offset: number;
+  total: number;
+  message?: string;
+}
+
+export interface PullOptions {
+  ref: Reference;
+  repo: Repository;
+  platform: Platform;
+  unpack: boolean;
+  maxConcurrent: number;
+  signal: AbortSignal;
+  progress: (p: Progress) => void;
+}
+
+/** Runs at most `n` tasks at a time, in the order they were queued. */
+function limiter(n: number) {
+  let running = 0;
+  const queue: (() => void)[] = [];
+  return async <T>(fn: () => Promise<T>): Promise<T> => {
+    if (running >= n) await new Promise<void>((r) => queue.push(r));
+    running++;
+    try {
+      return await fn();
+    } finally {
+      running--;
+      queue.shift()?.();
+    }
+  };
+}
+
+const MAX_CONFIG_BYTES = 16 << 20;
+const BLOB_RETRIES = 5;
+
+export async function pull(images: Images, opts: PullOptions): Promise<ImageRecord> {
+  const { ref, repo, signal, progress } = opts;
+  const name = formatReference(ref);
+  const ingests: string[] = [];
+  try {
+    return await images.withLease('pull', async (lease) => {
+      progress({ state: 'resolving', offset: 0, total: 0, message: name });
+      const top = await repo.manifest(ref.digest ?? (ref.tag as string), signal);
+      const doc = parseDocument(top.bytes, top.mediaType);
+      const target: Descriptor = { mediaType: doc.mediaType, digest: top.digest, size: top.bytes.length };
+      await images.putBlob(lease, top.digest, top.bytes);
+
+      let manifestDesc = target;
+      let manifest: Manifest;
+      if (doc.kind === 'index') {
+        manifestDesc = pickManifest(doc.index, opts.platform);
+        const m = await repo.manifest(manifestDesc.digest, signal);
+        const inner = parseDocument(m.bytes, m.mediaType || manifestDesc.mediaType);
+        if (inner.kind !== 'manifest') throw failedPrecondition(`${manifestDesc.digest}: an index inside an index`);
+        manifest = inner.manifest;
+        await images.putBlob(lease, m.digest, m.bytes);
+      } else {
+        manifest = doc.manifest;
+      }
+
+      const configBytes = await fetchSmallBlob(images, repo, lease, manifest.config, signal);
+      const config = parseConfig(configBytes, manifest.layers.length);
+      const diffIds = config.rootfs.diff_ids;
+      const chains = chainIds(diffIds);
+      for (const l of manifest.layers) progress({ desc: l, state: 'waiting', offset: 0, total: l.size });
+
+      // Downloads a few at a time; each layer is applied once it and its parent are in.
+      const inner = new AbortController();
+      const onAbort = () => inner.abort();
+      signal.addEventListener('abort', onAbort);
+      const limit = limiter(Math.max(1, opts.maxConcurrent || 3));
+      const applied: Promise<void>[] = [];
+      try {
+        manifest.layers.forEach((layer, i) => {
+          const downloaded = limit(() =>
+            fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest)),
+          );
+          const parent = applied[i - 1] ?? Promise.resolve();
+          applied.push(
+            Promise.all([downloaded, parent]).then(async () => {
+              if (!opts.unpack) return progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size });
+              await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress);
+            }),
+          );
+        });
+        // The first failure stops the other downloads.
+        await Promise.all(
+          applied.map((p) =>
+            p.catch((err) => {
+              inner.abort();
+              throw err;
+            }),
+          ),
+        );
+      } catch (err) {
+        inner.abort();
+        await Promise.allSettled(applied);
+        throw err;
+      } finally {
+        signal.removeEventListener('abort', onAbort);
+      }
+
+      const record = images.meta.putImage(name, target);
+      progress({ state: 'done', offset: 0, total: 0, message: target.digest });
+      return record;
+    });
+  } catch (err) {
+    const cancelled = signal.aborted || (err instanceof CtrError && err.kind === 'Canceled');
+    if (!cancelled) {
+      // A failed pull stores nothing: its partial downloads go, and GC takes what no image holds.
+      for (const ingest of ingests) await images.content.abort(ingest).catch(() => undefined);
+      await images.collect().catch((gcErr) => images.log.warn({ err: gcErr }, 'cleanup after a failed pull'));
+    }
+    if (cancelled && !(err instanceof CtrError && err.kind === 'Canceled')) throw canceled('the pull was canceled');
+    throw err;
+  }
+}
+
+async function fetchSmallBlob(
+  images: Images,
+  repo: Repository,
+  lease: string,
+  desc: Descriptor,
+  signal: AbortSignal,
+): Promise<Buffer> {
+  if (await images.leaseContent(lease, desc.digest)) return images.content.read(desc.digest);
+  if (desc.size > MAX_CONFIG_BYTES)
+    throw failedPrecondition(`blob ${desc.digest} is ${desc.size} bytes, over the ${MAX_CONFIG_BYTES}-byte limit`);
+  const { res } = await repo.blob(desc.digest, 0, signal);
+  const bytes = Buffer.from(await res.arrayBuffer());
+  await images.putBlob(lease, desc.digest, bytes).catch((err) => {
+    throw failedPrecondition(`blob ${desc.digest}: ${(err as Error).message}`);
+  });
+  return bytes;
+}
+
+/**
+ * Fetches a blob into the content store, resuming an earlier ingest of it
+ * (HTTP Range from the ingest's offset) and again after a dropped connection.
+ * Concurrent fetches of one digest (two pulls sharing a layer) run once.
+ */
+export async function fetchBlob(
+  images: Images,
+  repo: Repository,
+  lease: string,
+  desc: Descriptor,
+  signal: AbortSignal,
+  progress: (p: Progress) => void,
+  onIngest: (ref: string) => void,
+): Promise<void> {
+  if (await images.leaseContent(lease, desc.digest)) {
+    progress({ desc, state: 'exists', offset: desc.size, total: desc.size });
+    return;
+  }
+  const ref = `layer-${desc.digest}`;
+  onIngest(ref);
+  await images.content.once(desc.digest, async () => {
+    let w: Awaited<ReturnType<Images['content']['writer']>>;
+    try {
+      w = await images.content.writer(ref, desc.digest, desc.size);
+    } catch (err) {
+      if (isAlreadyExists(err)) return;
+      throw err;
+    }
+    try {
+      let failures = 0;
+      let last = 0;
+      while (w.offset < desc.size) {
+        if (signal.aborted) throw canceled('the pull was canceled');
+        const before = w.offset;
+        progress({ desc, state: 'downloading', offset: w.offset, total: desc.size });
+        try {
+          const { res, offset } = await repo.blob(desc.digest, w.offset, signal);
+          let skip = w.offset - offset;
+          for await (const chunk of res.body ?? []) {
+            let data = chunk as Uint8Array;
+            if (skip > 0) {
+              const n = Math.min(skip, data.length);
+              skip -= n;
+              data = data.subarray(n);
+              if (!data.length) continue;
+            }
+            await w.write(data);
+            const now = Date.now();
+            if (now - last > 100) {
+              last = now;
+              progress({ desc, state: 'downloading', offset: w.offset, total: desc.size });
+            }
+          }
+        } catch (err) {
+          if (signal.aborted) throw canceled('the pull was canceled');
+          // The registry's own refusals are final; dropped connections are retried from where they stopped.
+          if (err instanceof CtrError && err.kind !== 'Unavailable') throw err;
+          images.log.warn(
+            { digest: desc.digest, offset: w.offset, err: (err as Error).message },
+            'blob download interrupted',
+          );
+        }
+        if (w.offset === before && ++failures > BLOB_RETRIES)
+          throw failedPrecondition(
+            `blob ${desc.digest}: the registry stopped sending at ${w.offset} of ${desc.size} bytes`,
+          );
+        if (w.offset < desc.size) await sleep(100 * 2 ** Math.min(failures, 5), undefined, { signal }).catch(() => {});
+      }
+      progress({ desc, state: 'verifying', offset: w.offset, total: desc.size });
+      await w.commit(desc.size, desc.digest).catch((err) => {
+        throw failedPrecondition(
+          `blob ${desc.digest} from ${repo.ref.domain} failed verification: ${(err as Error).message}`,
+        );
+      });
+    } finally {
+      await w.close();
+    }
+  });
+  // A coalesced fetch may have failed in the other caller; make sure it is there.
+  if (!(await images.content.has(desc.digest))) throw failedPrecondition(`blob ${desc.digest} was not fetched`);
+}
+
+async function applyLayer(
+  images: Images,
+  lease: string,
+  layer: Descriptor,
+  chain: string,
+  parent: string,
+  diffId: string,
+  progress: (p: Progress) => void,
+): Promise<void> {
+  await images.leaseSnapshot(lease, chain);
+  const exists = await images.snapshots
+    .stat({ key: chain }, { retryMs: 5000 })
+    .then(() => true)
+    .catch(() => false);
+  if (exists) {
+    progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size, message: 'Already exists' });
+    return;
+  }
+  progress({ desc: layer, state: 'extracting', offset: 0, total: layer.size });
+  const { stream, response } = images.snapshots.applyLayer();
+  stream.write({
+    part: {
+      $case: 'header',
+      value: {
+        name: chain,
+        parent,
+        mediaType: layer.mediaType,
+        expectedDiffId: diffId,
+        path: images.content.blobPath(layer.digest),
+        labels: { [LAYER_LABEL]: diffId },
+      },
+    },
+  });
+  stream.end();
+  try {
+    await response;
+  } catch (err) {
+    if (!isAlreadyExists(err)) throw err;
+  }
+  progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size, message: 'Pull complete' });
+}
+
+/** Makes sure every layer of an image is a snapshot (after load or import, or a pull without unpack). */
+export async function unpack(
+  images: Images,
+  r: ResolvedImage,
+  progress: (p: Progress) => void = () => {},
+): Promise<string> {
+  await images.withLease('unpack', async (lease) => {
+    for (const [i, layer] of r.manifest.layers.entries()) {
+      if (!(await images.content.has(layer.digest)))
+        throw failedPrecondition(`layer ${layer.digest} of ${r.record.name} is not in the content store`);
+      await applyLayer(images, lease, layer, r.chainIds[i], r.chainIds[i - 1] ?? '', r.diffIds[i], progress);
+    }
+  });
+  return r.chainIds.at(-1) ?? '';
+}
