@@ -80,7 +80,7 @@ export class Images {
    * when the named repository holds that manifest, or by (a prefix of) its id.
    */
   async find(input: string, platform: Platform): Promise<ImageRecord> {
-    const byName = this.#byName(input);
+    const byName = this.meta.getImage(input) ?? this.#byName(input);
     if (byName) return byName;
     const id = input.startsWith('sha256:') ? input.slice(7) : input;
     if (/^[a-f0-9]{4,64}$/.test(id)) {

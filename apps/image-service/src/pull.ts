@@ -54,7 +54,7 @@ export interface PullOptions {
 }
 
 /** Runs at most `n` tasks at a time, in the order they were queued. */
-function limiter(n: number) {
+export function limiter(n: number) {
   let running = 0;
   const queue: (() => void)[] = [];
   return async <T>(fn: () => Promise<T>): Promise<T> => {

@@ -1,15 +1,25 @@
 /** The Images API (`ctr.images.v1`): what ctrctl's image commands and container-service call. */
-import { type Image, ImagesService, type TransferProgress, TransferState } from '@ctr/api/images/v1/images';
+import { createReadStream } from 'node:fs';
+import {
+  type Image,
+  ImagesService,
+  type ImportRequest,
+  type TransferProgress,
+  TransferState,
+} from '@ctr/api/images/v1/images';
 import type { Descriptor as ApiDescriptor, Platform as ApiPlatform } from '@ctr/api/types/v1/types';
 import type { Config } from '@ctr/common/config';
 import { failedPrecondition, invalidArgument } from '@ctr/common/errors';
 import type { EventBus } from '@ctr/common/events';
 import { implement } from '@ctr/common/grpc';
 import { formatReference, parseReference } from '@ctr/common/reference';
+import { exportImages } from './archive/export.js';
+import { importRootfs, loadArchive } from './archive/import.js';
 import { displayName, type Images, type ResolvedImage } from './images.js';
 import type { ImageRecord } from './metadata.js';
 import { type Descriptor, hostPlatform, type Platform } from './oci.js';
 import { type Progress, pull, unpack } from './pull.js';
+import { push } from './push.js';
 import { Registry } from './registry/client.js';
 import type { Credentials, CredentialStore } from './registry/credentials.js';
 
@@ -38,6 +48,18 @@ export const toApiDescriptor = (d: Descriptor): ApiDescriptor => ({
   annotations: d.annotations ?? {},
   urls: d.urls ?? [],
 });
+
+/** Streams a transfer's progress to the caller. */
+function progressWriter(call: { write(p: TransferProgress): boolean }) {
+  return (p: Progress) =>
+    call.write({
+      descriptor: p.desc && toApiDescriptor(p.desc),
+      state: STATE[p.state],
+      offset: BigInt(p.offset),
+      total: BigInt(p.total),
+      message: p.message ?? '',
+    });
+}
 
 function platformOf(p: ApiPlatform | undefined): Platform {
   if (!p?.os && !p?.architecture) return hostPlatform();
@@ -120,7 +142,7 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
         );
         const familiar = displayName(rec.name);
         ok = glob.test(familiar) || glob.test(familiar.replace(/:[^:/]+$/, '')) || glob.test(rec.name);
-      } else if (field === 'dangling') ok = value !== 'true';
+      } else if (field === 'dangling') ok = rec.name.startsWith('<none>@') === (value === 'true');
       else ok = rec.labels[field.slice(7).replace(/^"(.*)"$/, '$1')] === value;
       return op === '!=' ? !ok : ok;
     });
@@ -129,7 +151,7 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
   /** Removes records and, when no name is left for the image, what only it held. */
   async function remove(ref: string, force: boolean, platform: Platform) {
     const rec = await images.find(ref, platform);
-    const byName = rec.name === formatReferenceSafe(ref) || rec.target.digest === digestOf(ref);
+    const byName = rec.name === ref || rec.name === formatReferenceSafe(ref) || rec.target.digest === digestOf(ref);
     const siblings = await images.sameImage(rec, platform);
     const r = await images.resolve(rec, platform).catch(() => undefined);
     const id = r?.configDesc.digest ?? rec.target.digest;
@@ -189,14 +211,6 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
       const ac = new AbortController();
       call.on('cancelled', () => ac.abort());
       call.on('close', () => ac.abort());
-      const send = (p: Progress) =>
-        call.write({
-          descriptor: p.desc && toApiDescriptor(p.desc),
-          state: STATE[p.state],
-          offset: BigInt(p.offset),
-          total: BigInt(p.total),
-          message: p.message ?? '',
-        } satisfies TransferProgress);
       const repo = registry(credentialsOf(req.auth)).repository(ref);
       const rec = await pull(images, {
         ref,
@@ -205,7 +219,7 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
         unpack: req.unpack,
         maxConcurrent: req.maxConcurrentDownloads || 3,
         signal: ac.signal,
-        progress: send,
+        progress: progressWriter(call),
       });
       void bus.publish('imagePulled', { name: rec.name, digest: rec.target.digest });
       call.write({
@@ -215,6 +229,80 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
         image: await describe(rec, platform),
         message: rec.target.digest,
       });
+    },
+    push: async (req, call) => {
+      const ref = reference(req.ref);
+      const platform = platformOf(req.platform);
+      const ac = new AbortController();
+      call.on('cancelled', () => ac.abort());
+      call.on('close', () => ac.abort());
+      const rec = await images.find(req.ref, platform);
+      const image = await images.resolve(rec, platform);
+      const repo = registry(credentialsOf(req.auth)).repository(ref, true);
+      const digest = await push(images, { repo, image, signal: ac.signal, progress: progressWriter(call) });
+      void bus.publish('imagePushed', { name: formatReference(ref), digest });
+      call.write({
+        state: TransferState.TRANSFER_STATE_DONE,
+        offset: 0n,
+        total: BigInt(image.manifestDesc.size),
+        image: await describe(rec, platform),
+        message: digest,
+      });
+    },
+    import: async (call) => {
+      // Iterated by hand: leaving a for-await early would destroy the call before the error status goes out.
+      const it = (call as AsyncIterable<ImportRequest>)[Symbol.asyncIterator]();
+      const first = await it.next();
+      if (first.done || first.value.part?.$case !== 'header') throw invalidArgument('an import starts with its header');
+      const h = first.value.part.value;
+      async function* chunks(): AsyncGenerator<Buffer> {
+        if (h.path) {
+          for await (const c of createReadStream(h.path, { highWaterMark: 1 << 20 })) yield c as Buffer;
+          return;
+        }
+        for (let n = await it.next(); !n.done; n = await it.next()) {
+          if (n.value.part?.$case !== 'chunk') throw invalidArgument('an import sends its header once');
+          yield n.value.part.value;
+        }
+      }
+      const platform = hostPlatform();
+      let records: ImageRecord[];
+      try {
+        records = h.rootfsRef
+          ? [await importRootfs(images, chunks(), h.rootfsRef, h.labels)]
+          : await loadArchive(images, chunks(), h.labels);
+      } catch (err) {
+        await images.collect().catch(() => undefined);
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw invalidArgument(`open ${h.path}: no such file`);
+        throw err;
+      }
+      for (const rec of records) {
+        const r = await images.resolve(rec, platform).catch(() => undefined);
+        if (r) await unpack(images, r);
+        void bus.publish(h.rootfsRef ? 'imageImported' : 'imageLoaded', { name: rec.name, digest: rec.target.digest });
+      }
+      const out: Image[] = [];
+      for (const rec of records) out.push(await describe(rec, platform));
+      call.write({ images: out });
+    },
+    export: async ({ refs, platform }, call) => {
+      if (!refs.length) throw invalidArgument('save needs at least one image');
+      let buf: Buffer[] = [];
+      let size = 0;
+      const flush = async () => {
+        if (!size) return;
+        const data = Buffer.concat(buf);
+        buf = [];
+        size = 0;
+        if (!call.write({ data })) await new Promise((r) => call.once('drain', r));
+      };
+      const names = await exportImages(images, refs, platformOf(platform), async (chunk) => {
+        buf.push(chunk);
+        size += chunk.length;
+        if (size >= 1 << 20) await flush();
+      });
+      await flush();
+      void bus.publish('imageSaved', { names });
     },
     unpack: async ({ ref, platform }) => {
       const p = platformOf(platform);
