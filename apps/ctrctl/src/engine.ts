@@ -1,6 +1,6 @@
 /** Which engine ctrctl talks to (--root/--state/--instance or CTR_*), and its clients. */
 import { type Config, layout, loadConfig } from '@ctr/common/config';
-import { type ServiceDef, dial, type ApiClient, socketAddress } from '@ctr/common/grpc';
+import { type ServiceDef, dial, type ApiClient, socketAddress, answeredByDaemon } from '@ctr/common/grpc';
 import { CtrError, unavailable } from '@ctr/common/errors';
 import type { FlagSpec, FlagValues } from './args.js';
 
@@ -44,7 +44,8 @@ export function resolveGlobals(flags: FlagValues): Globals {
 
 /** Rewrites an UNAVAILABLE error into docker's "is the daemon running?" line. */
 export function explainUnavailable(err: unknown, config: Config): unknown {
-  if (err instanceof CtrError && err.kind === 'Unavailable') {
+  // A daemon that answered UNAVAILABLE (a registry it could not reach) is running: only a channel failure is rewritten.
+  if (err instanceof CtrError && err.kind === 'Unavailable' && !answeredByDaemon(err)) {
     return unavailable(
       `Cannot connect to the ctr daemon at ${socketAddress(layout(config).supervisorSocket).replace('unix:', 'unix://')}. Is ctrd running?`,
       { cause: err },

@@ -1,5 +1,6 @@
 /** How ctrctl fails: one line on stderr and docker's exit codes. */
 import { CtrError } from '@ctr/common/errors';
+import { answeredByDaemon } from '@ctr/common/grpc';
 
 /** A bad flag or argument: docker exits 125 for these, whatever the command. */
 export class UsageError extends Error {
@@ -34,7 +35,7 @@ export function describeFailure(err: unknown, command: string): Failure {
     return { message: err.message, code: err.exitCode, hint: `See 'ctrctl ${err.command || command} --help'.` };
   }
   if (err instanceof CtrError) {
-    if (err.kind === 'Unavailable') return { message: err.message, code: 125 };
+    if (err.kind === 'Unavailable' && !answeredByDaemon(err)) return { message: err.message, code: 125 };
     return { message: `Error: ${err.message}`, code: ENGINE_125.has(command) ? 125 : 1 };
   }
   const message = err instanceof Error ? err.message : String(err);

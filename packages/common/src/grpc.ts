@@ -76,7 +76,18 @@ const DEFAULT_UNARY_TIMEOUT_MS = 60_000;
 /** Turns any thrown value into what grpc-js sends: a status code and one line of details. */
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
   const message = err instanceof Error ? err.message : String(err);
-  return { code: grpcCodeOf(err) as grpc.status, details: message.split('\n')[0] };
+  // Marks the status as a daemon's answer, so a client tells it from a channel that failed.
+  const metadata = new grpc.Metadata();
+  metadata.set(ORIGIN_KEY, 'daemon');
+  return { code: grpcCodeOf(err) as grpc.status, details: message.split('\n')[0], metadata };
+}
+
+const ORIGIN_KEY = 'ctr-origin';
+
+/** Whether an error was a daemon's answer (UNAVAILABLE from a registry it could not reach), not a failed channel. */
+export function answeredByDaemon(err: unknown): boolean {
+  const metadata = (err as { cause?: { metadata?: grpc.Metadata } } | undefined)?.cause?.metadata;
+  return typeof metadata?.get === 'function' && metadata.get(ORIGIN_KEY).length > 0;
 }
 
 type Reporter = (err: unknown, method: string) => void;

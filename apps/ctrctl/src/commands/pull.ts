@@ -1,0 +1,54 @@
+import { ImagesService } from '@ctr/api/images/v1/images';
+import { formatReference, parseReference } from '@ctr/common/reference';
+import { type Command, quietFlag } from '../command.js';
+import { UsageError } from '../errors.js';
+import { followTransfer, repoAndTag } from '../image-common.js';
+import { ProgressView } from '../progress.js';
+
+export function parsePlatform(value: string | undefined) {
+  if (!value) return undefined;
+  const [os, architecture, variant = ''] = value.split('/');
+  if (!os || !architecture) throw new UsageError(`invalid platform "${value}": want os/arch[/variant]`, 'pull');
+  return { os, architecture, variant, osVersion: '' };
+}
+
+export const command: Command = {
+  name: 'pull',
+  usage: 'ctrctl pull [OPTIONS] NAME[:TAG|@DIGEST]',
+  summary: 'Download an image from a registry',
+  flags: [
+    quietFlag,
+    { name: 'platform', type: 'string', value: 'string', help: 'Set platform if server is multi-platform capable' },
+    { name: 'max-concurrent-downloads', type: 'int', value: 'int', help: 'Layers downloaded at once', default: 3 },
+  ],
+  minArgs: 1,
+  maxArgs: 1,
+  examples: ['ctrctl pull busybox', 'ctrctl pull 127.0.0.1:5000/app:1'],
+  async run({ flags, args, globals, out, err }) {
+    const ref = parseReference(args[0]);
+    const name = formatReference(ref);
+    const api = globals.client(ImagesService, 'image-service');
+    const tty = Boolean(err.isTTY) && !flags.quiet;
+    const view = flags.quiet ? undefined : new ProgressView(tty ? err : out, tty, 'pull');
+    view?.note(`${ref.digest ?? ref.tag}: Pulling from ${ref.path}`);
+    const { image, moved, digest } = await followTransfer(
+      api.pull({
+        ref: args[0],
+        unpack: true,
+        maxConcurrentDownloads: Number(flags['max-concurrent-downloads']) || 3,
+        platform: parsePlatform(flags.platform as string | undefined),
+      }),
+      view,
+    );
+    if (!image) throw new Error('the pull ended without an image');
+    if (view) {
+      const shown = repoAndTag(name).familiar;
+      const lines = [
+        `Digest: ${digest}`,
+        `Status: ${moved ? 'Downloaded newer image' : 'Image is up to date'} for ${shown}`,
+      ];
+      (tty ? err : out).write(`${lines.join('\n')}\n`);
+    }
+    out.write(`${name}\n`);
+  },
+};
