@@ -1,0 +1,149 @@
+#!/usr/bin/env node
+/**
+ * The pull benchmark (issue: Image service), run with `nx run image-service:bench`.
+ *
+ * The image: three gzip layers tarred (GNU tar) from this Debian host's files,
+ * the bulk of a Debian root file system (BENCH_LAYERS: `;`-separated layers of
+ * space-separated dirs), pushed by skopeo to a local docker-registry.
+ *
+ * In one run, interleaved, BENCH_ROUNDS rounds, each from an empty store:
+ *   - ctr:         `ctrctl pull` against an isolated ctr engine (fetch, verify, unpack into overlay snapshots, syncfs)
+ *   - containerd:  `ctr pull --plain-http` against an isolated containerd 1.6 (Debian's; fetched with
+ *                  apt-get download into the bench's directory, never installed) with its overlayfs snapshotter
+ * Each timing is the CLI's wall time from start to exit; the image is removed
+ * (and garbage collected) between rounds. Prints a markdown table and one JSON line.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildOciLayout, pushLayout, TestEngine, TestRegistry, waitFor } from '@ctr/testkit';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+const LAYERS = (process.env.BENCH_LAYERS ?? 'etc usr/sbin usr/lib/python3.11;usr/share/perl usr/share/i18n usr/share/zoneinfo;usr/lib/x86_64-linux-gnu/perl-base usr/share/doc')
+  .split(';')
+  .map((l) => l.trim().split(/\s+/));
+const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-pull-${process.pid}`;
+const peers = join(process.cwd(), '.bench/peers');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function run(cmd, args, env = process.env) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('exit', (code) =>
+      code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
+    );
+  });
+}
+
+/** containerd's binaries from Debian's package, unpacked here (not installed: no service is started on the host). */
+function containerdBinaries() {
+  const dir = join(peers, 'containerd');
+  if (!existsSync(join(dir, 'usr/bin/containerd'))) {
+    mkdirSync(peers, { recursive: true });
+    execFileSync('apt-get', ['download', '-q', 'containerd'], { cwd: peers, stdio: 'pipe' });
+    const deb = readdirSync(peers).find((f) => f.startsWith('containerd_') && f.endsWith('.deb'));
+    execFileSync('dpkg', ['-x', join(peers, deb), dir]);
+  }
+  return join(dir, 'usr/bin');
+}
+
+async function startContainerd(bin) {
+  const dir = join(work, 'containerd');
+  mkdirSync(dir, { recursive: true });
+  const address = join(dir, 'containerd.sock');
+  writeFileSync(
+    join(dir, 'config.toml'),
+    [
+      'version = 2',
+      `root = "${join(dir, 'root')}"`,
+      `state = "${join(dir, 'state')}"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]',
+      `  address = "${address}"`,
+      '[ttrpc]',
+      `  address = "${address}.ttrpc"`,
+      '[debug]',
+      `  address = "${address}.debug"`,
+      '[metrics]',
+      '  address = ""',
+    ].join('\n'),
+  );
+  const child = spawn(join(bin, 'containerd'), ['--config', join(dir, 'config.toml')], {
+    stdio: ['ignore', 'ignore', 'ignore'],
+    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
+  });
+  await waitFor(() => existsSync(address), 'containerd to listen', { timeoutMs: 20_000 });
+  return { child, address, dir };
+}
+
+async function main() {
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const bin = containerdBinaries();
+  const registry = await TestRegistry.start();
+  const engine = await TestEngine.start();
+  let containerd;
+  try {
+    containerd = await startContainerd(bin);
+    // The image, pushed by skopeo.
+    const tars = LAYERS.map((dirs) =>
+      execFileSync('tar', ['-C', '/', '--sort=name', '-cf', '-', ...dirs.filter((d) => existsSync(`/${d}`))], {
+        maxBuffer: 2 << 30,
+      }),
+    );
+    const image = await buildOciLayout(join(work, 'oci'), tars, { Cmd: ['bash'] }, 'bench');
+    const ref = `${registry.host}/debian:bench`;
+    await pushLayout(image.dir, 'bench', ref);
+    const sizes = image.layerDigests.map((d) => Number(execFileSync('stat', ['-c', '%s', join(image.dir, 'blobs/sha256', d.slice(7))], { encoding: 'utf8' })));
+    const total = sizes.reduce((a, b) => a + b, 0);
+
+    const ctrEnv = engine.env;
+    const ctr = join(bin, 'ctr');
+    const cd = ['--address', containerd.address, '--namespace', 'bench'];
+    const results = { ctr: [], containerd: [] };
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 ? ['containerd', 'ctr'] : ['ctr', 'containerd'];
+      for (const who of order) {
+        if (who === 'ctr') {
+          results.ctr.push(await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'pull', '-q', ref], ctrEnv));
+          await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'rmi', ref], ctrEnv);
+        } else {
+          results.containerd.push(await run(ctr, [...cd, 'images', 'pull', '--plain-http', ref]));
+          await run(ctr, [...cd, 'images', 'rm', '--sync', ref]);
+        }
+      }
+      process.stderr.write(`round ${round + 1}/${ROUNDS}: ctr ${results.ctr.at(-1).toFixed(0)} ms, containerd ${results.containerd.at(-1).toFixed(0)} ms\n`);
+    }
+    const ours = median(results.ctr);
+    const theirs = median(results.containerd);
+    const mb = (n) => (n / 1e6).toFixed(1);
+    const table = [
+      `Pull + unpack of a ${image.layerDigests.length}-layer image (${mb(total)} MB compressed: ${sizes.map(mb).join(' + ')} MB) from a local registry, median of ${ROUNDS}`,
+      '',
+      '| | time | ratio to containerd |',
+      '|---|---|---|',
+      `| ctr (\`ctrctl pull\`) | ${ours.toFixed(0)} ms | ${(ours / theirs).toFixed(2)}× |`,
+      `| containerd 1.6 (\`ctr pull\`) | ${theirs.toFixed(0)} ms | 1.00× |`,
+      '',
+      `target: ctr at most 0.8× containerd's time`,
+    ].join('\n');
+    process.stdout.write(`${table}\n`);
+    process.stdout.write(`${JSON.stringify({ bench: 'pull', sizes, ctr: results.ctr, containerd: results.containerd })}\n`);
+  } finally {
+    if (containerd?.child.exitCode === null) {
+      const exited = new Promise((r) => containerd.child.once('exit', r));
+      containerd.child.kill('SIGTERM');
+      await exited;
+    }
+    await engine.stop();
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();
