@@ -19,7 +19,10 @@ import { join } from 'node:path';
 import { buildOciLayout, pushLayout, TestEngine, TestRegistry, waitFor } from '@ctr/testkit';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
-const LAYERS = (process.env.BENCH_LAYERS ?? 'etc usr/sbin usr/lib/python3.11;usr/share/perl usr/share/i18n usr/share/zoneinfo;usr/lib/x86_64-linux-gnu/perl-base usr/share/doc')
+const LAYERS = (
+  process.env.BENCH_LAYERS ??
+  'etc usr/sbin usr/lib/python3.11;usr/share/perl usr/share/i18n usr/share/zoneinfo;usr/lib/x86_64-linux-gnu/perl-base usr/lib/x86_64-linux-gnu/perl usr/lib/x86_64-linux-gnu/gconv usr/share/perl5 usr/lib/apt usr/lib/systemd usr/share/mime'
+)
   .split(';')
   .map((l) => l.trim().split(/\s+/));
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-pull-${process.pid}`;
@@ -35,7 +38,9 @@ function run(cmd, args, env = process.env) {
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
     p.on('exit', (code) =>
-      code === 0 ? resolve(performance.now() - t0) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
+      code === 0
+        ? resolve(performance.now() - t0)
+        : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
     );
   });
 }
@@ -93,13 +98,15 @@ async function main() {
     // The image, pushed by skopeo.
     const tars = LAYERS.map((dirs) =>
       execFileSync('tar', ['-C', '/', '--sort=name', '-cf', '-', ...dirs.filter((d) => existsSync(`/${d}`))], {
-        maxBuffer: 2 << 30,
+        maxBuffer: 1 << 30,
       }),
     );
     const image = await buildOciLayout(join(work, 'oci'), tars, { Cmd: ['bash'] }, 'bench');
     const ref = `${registry.host}/debian:bench`;
     await pushLayout(image.dir, 'bench', ref);
-    const sizes = image.layerDigests.map((d) => Number(execFileSync('stat', ['-c', '%s', join(image.dir, 'blobs/sha256', d.slice(7))], { encoding: 'utf8' })));
+    const sizes = image.layerDigests.map((d) =>
+      Number(execFileSync('stat', ['-c', '%s', join(image.dir, 'blobs/sha256', d.slice(7))], { encoding: 'utf8' })),
+    );
     const total = sizes.reduce((a, b) => a + b, 0);
 
     const ctrEnv = engine.env;
@@ -110,14 +117,18 @@ async function main() {
       const order = round % 2 ? ['containerd', 'ctr'] : ['ctr', 'containerd'];
       for (const who of order) {
         if (who === 'ctr') {
-          results.ctr.push(await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'pull', '-q', ref], ctrEnv));
+          results.ctr.push(
+            await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'pull', '-q', ref], ctrEnv),
+          );
           await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'rmi', ref], ctrEnv);
         } else {
           results.containerd.push(await run(ctr, [...cd, 'images', 'pull', '--plain-http', ref]));
           await run(ctr, [...cd, 'images', 'rm', '--sync', ref]);
         }
       }
-      process.stderr.write(`round ${round + 1}/${ROUNDS}: ctr ${results.ctr.at(-1).toFixed(0)} ms, containerd ${results.containerd.at(-1).toFixed(0)} ms\n`);
+      process.stderr.write(
+        `round ${round + 1}/${ROUNDS}: ctr ${results.ctr.at(-1).toFixed(0)} ms, containerd ${results.containerd.at(-1).toFixed(0)} ms\n`,
+      );
     }
     const ours = median(results.ctr);
     const theirs = median(results.containerd);
@@ -133,7 +144,9 @@ async function main() {
       `target: ctr at most 0.8× containerd's time`,
     ].join('\n');
     process.stdout.write(`${table}\n`);
-    process.stdout.write(`${JSON.stringify({ bench: 'pull', sizes, ctr: results.ctr, containerd: results.containerd })}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ bench: 'pull', sizes, ctr: results.ctr, containerd: results.containerd })}\n`,
+    );
   } finally {
     if (containerd?.child.exitCode === null) {
       const exited = new Promise((r) => containerd.child.once('exit', r));

@@ -466,3 +466,33 @@ describe('pull failures', () => {
     await expectNothingStored();
   });
 });
+
+describe('registry configuration', () => {
+  it('pulls through a configured mirror first, falling back to the registry itself', async () => {
+    // The "registry" is a loopback port nothing listens on, so a fallback stays on this host.
+    const origin = `localhost:${closedPort}`;
+    const mirrored = await TestEngine.start({
+      config: { registry: { mirrors: { [origin]: [`http://${proxy.host}`] } } },
+    });
+    try {
+      const api = mirrored.client(ImagesService, 'image-service');
+      proxy.log.length = 0;
+      let image: Image | undefined;
+      for await (const p of readStream(api.pull({ ref: `${origin}/app:1`, unpack: true, maxConcurrentDownloads: 3 })))
+        image ??= p.image;
+      expect(image).toMatchObject({ name: `${origin}/app:1`, id: app.configDigest });
+      expect(proxy.requests(/\/v2\/app\/manifests\/1$/).length).toBe(1);
+      // The mirror lacks a tag: the registry itself is asked, and its answer (refused) is the one reported.
+      const err = await failure(
+        (async () => {
+          for await (const _ of readStream(
+            api.pull({ ref: `${origin}/app:nope`, unpack: true, maxConcurrentDownloads: 3 }),
+          ));
+        })(),
+      );
+      expect(err).toMatch(new RegExp(`^Unavailable: ${origin}: .*ECONNREFUSED`));
+    } finally {
+      await mirrored.stop();
+    }
+  });
+});

@@ -75,6 +75,7 @@ const BLOB_RETRIES = 5;
 export async function pull(images: Images, opts: PullOptions): Promise<ImageRecord> {
   const { ref, repo, signal, progress } = opts;
   const name = formatReference(ref);
+  const started = performance.now();
   const ingests: string[] = [];
   try {
     return await images.withLease('pull', async (lease) => {
@@ -117,8 +118,10 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
           const parent = applied[i - 1] ?? Promise.resolve();
           applied.push(
             Promise.all([downloaded, parent]).then(async () => {
+              images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer fetched');
               if (!opts.unpack) return progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size });
               await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress);
+              images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer applied');
             }),
           );
         });
