@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bytesSize, humanDuration, printList, renderTemplate, table, toJson } from './format.js';
+import { bytesSize, humanDuration, humanSize, printList, renderTemplate, table, toJson } from './format.js';
 
 describe('output formatting', () => {
   it('aligns table columns three spaces apart', () => {
@@ -25,6 +25,11 @@ describe('output formatting', () => {
     expect(bytesSize(0)).toBe('0B');
     expect(bytesSize(1536)).toBe('1.5KiB');
     expect(bytesSize(25_274_556_416)).toBe('23.54GiB');
+    // docker images: decimal units, three significant digits.
+    expect(humanSize(999)).toBe('999B');
+    expect(humanSize(1000)).toBe('1kB');
+    expect(humanSize(4_261_000)).toBe('4.26MB');
+    expect(humanSize(77_940_000)).toBe('77.9MB');
   });
 
   it('renders Go-style templates', () => {

@@ -41,6 +41,18 @@ export function bytesSize(n: number): string {
   return `${Number(v.toPrecision(4))}${units[i]}`;
 }
 
+/** docker's units.HumanSize: decimal units, 3 significant digits ("4.26MB", "77.9kB"). */
+export function humanSize(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return `${Number(v.toPrecision(3))}${units[i]}`;
+}
+
 const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
 
 /** JSON with bigints as exact numbers and Dates as RFC 3339 strings. */

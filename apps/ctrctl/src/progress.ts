@@ -4,18 +4,7 @@
  * one plain line per layer and state change.
  */
 import { type TransferProgress, TransferState } from '@ctr/api/images/v1/images';
-
-/** docker's units.HumanSize: decimal units, 3 significant digits ("4.26MB", "77.9kB"). */
-export function humanSize(n: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB'];
-  let i = 0;
-  let v = n;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${Number(v.toPrecision(3))}${units[i]}`;
-}
+import { humanSize } from './format.js';
 
 const shortId = (digest: string) => digest.replace(/^sha256:/, '').slice(0, 12);
 

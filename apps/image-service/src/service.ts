@@ -102,7 +102,7 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
     }
     const contentSize =
       rec.target.size +
-      (rec.target === r.manifestDesc ? 0 : r.manifestDesc.size) +
+      (rec.target.digest === r.manifestDesc.digest ? 0 : r.manifestDesc.size) +
       r.configDesc.size +
       r.manifest.layers.reduce((n, l) => n + l.size, 0);
     let size = 0;

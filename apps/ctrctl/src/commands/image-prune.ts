@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline';
 import { ImagesService } from '@ctr/api/images/v1/images';
 import type { Command } from '../command.js';
-import { humanSize } from '../progress.js';
+import { humanSize } from '../format.js';
 
 export async function confirm(question: string): Promise<boolean> {
   const rl = createInterface({ input: process.stdin, output: process.stderr });

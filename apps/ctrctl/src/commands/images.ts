@@ -1,8 +1,7 @@
 import { type Image, ImagesService } from '@ctr/api/images/v1/images';
 import { type Command, formatFlag, quietFlag } from '../command.js';
-import { humanDuration, printList, table } from '../format.js';
+import { humanDuration, humanSize, printList, table } from '../format.js';
 import { repoAndTag, shortId } from '../image-common.js';
-import { humanSize } from '../progress.js';
 
 /** docker's --filter reference=…, dangling=…, label=… as the service's filters. */
 function serviceFilters(filters: string[]): string[] {

@@ -1,7 +1,6 @@
 import { ImagesService } from '@ctr/api/images/v1/images';
 import { type Command, formatFlag } from '../command.js';
-import { printList, table } from '../format.js';
-import { humanSize } from '../progress.js';
+import { humanSize, printList, table } from '../format.js';
 
 export const command: Command = {
   name: 'system df',

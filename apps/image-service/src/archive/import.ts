@@ -6,6 +6,7 @@
  * interrupted load stored is garbage the moment it ends.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, createZstdDecompress } from 'node:zlib';
@@ -265,7 +266,7 @@ async function blobBytes(images: Images, b: Stored | undefined): Promise<Buffer 
 
 /** A layer's media type from its first bytes. */
 async function layerType(images: Images, digest: string): Promise<string> {
-  const fh = await import('node:fs/promises').then((fs) => fs.open(images.content.blobPath(digest)));
+  const fh = await open(images.content.blobPath(digest));
   try {
     const head = Buffer.alloc(4);
     await fh.read(head, 0, 4, 0);
