@@ -121,23 +121,23 @@ export class Images {
     return this.meta.listImages().find((r) => r.target.digest === ref.digest && r.name.startsWith(`${repo}:`));
   }
 
-  async readJson<T>(desc: Descriptor): Promise<{ doc: T; bytes: Buffer }> {
-    const bytes = await this.content.read(desc.digest).catch((err) => {
+  /** A blob an image refers to; NOT_FOUND names it as missing from the image. */
+  readBlob(desc: Descriptor): Promise<Buffer> {
+    return this.content.read(desc.digest).catch((err) => {
       throw isKind(err, 'NotFound') ? notFound(`content ${desc.digest} of the image is missing`) : err;
     });
-    return { doc: JSON.parse(bytes.toString('utf8')) as T, bytes };
   }
 
   /** The manifest for `platform` under a target (itself, or picked from an index). */
   async platformManifest(target: Descriptor, platform: Platform): Promise<{ desc: Descriptor; manifest: Manifest }> {
     if (isManifestType(target.mediaType)) {
-      const { bytes } = await this.readJson<Manifest>(target);
+      const bytes = await this.readBlob(target);
       const doc = parseDocument(bytes, target.mediaType);
       if (doc.kind !== 'manifest') throw failedPrecondition(`${target.digest} is not a manifest`);
       return { desc: target, manifest: doc.manifest };
     }
     if (isIndexType(target.mediaType)) {
-      const { bytes } = await this.readJson(target);
+      const bytes = await this.readBlob(target);
       const doc = parseDocument(bytes, target.mediaType, 'index');
       if (doc.kind !== 'index') throw failedPrecondition(`${target.digest} is not an index`);
       const present = { ...doc.index, manifests: [] as Descriptor[] };
@@ -150,7 +150,7 @@ export class Images {
 
   async resolve(rec: ImageRecord, platform: Platform): Promise<ResolvedImage> {
     const { desc, manifest } = await this.platformManifest(rec.target, platform);
-    const { bytes: configBytes } = await this.readJson(manifest.config);
+    const configBytes = await this.readBlob(manifest.config);
     const config = parseConfig(configBytes, manifest.layers.length);
     const diffIds = config.rootfs.diff_ids;
     return {
@@ -287,16 +287,19 @@ export class Images {
     if (content.has(desc.digest)) return;
     content.add(desc.digest);
     if (!(await this.content.has(desc.digest))) return;
-    if (isIndexType(desc.mediaType)) {
-      const { doc } = await this.readJson<{ manifests?: Descriptor[] }>(desc).catch(() => ({ doc: {} as never }));
-      for (const m of doc.manifests ?? []) await this.#mark(m, content, snapshots);
-    } else if (isManifestType(desc.mediaType)) {
-      const { doc } = await this.readJson<Manifest>(desc).catch(() => ({ doc: undefined }));
-      if (!doc) return;
-      content.add(doc.config.digest);
-      for (const l of doc.layers ?? []) content.add(l.digest);
-      const config = await this.readJson<ImageConfig>(doc.config).catch(() => undefined);
-      for (const c of chainIds(config?.doc.rootfs?.diff_ids ?? [])) snapshots.add(c);
+    // Marking reads what is there; a document that does not parse holds nothing more.
+    const doc = await this.readBlob(desc)
+      .then((b) => parseDocument(b, desc.mediaType))
+      .catch(() => undefined);
+    if (doc?.kind === 'index') {
+      for (const m of doc.index.manifests) await this.#mark(m, content, snapshots);
+    } else if (doc?.kind === 'manifest') {
+      content.add(doc.manifest.config.digest);
+      for (const l of doc.manifest.layers) content.add(l.digest);
+      const config = await this.readBlob(doc.manifest.config)
+        .then((b) => parseConfig(b, doc.manifest.layers.length))
+        .catch(() => undefined);
+      for (const c of chainIds(config?.rootfs.diff_ids ?? [])) snapshots.add(c);
     }
   }
 }

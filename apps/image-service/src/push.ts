@@ -35,12 +35,19 @@ function mountSources(repo: Repository, digest: string, holders: Map<string, Set
 
 export async function push(images: Images, opts: PushOptions): Promise<string> {
   const { repo, image, signal, progress } = opts;
-  // What each local image holds, for cross-repository mounts.
-  const holders = new Map<string, Set<string>>();
-  for (const rec of images.meta.listImages()) {
-    const r = await images.resolve(rec, hostPlatform()).catch(() => undefined);
-    if (r) holders.set(rec.name, new Set([r.configDesc.digest, ...r.manifest.layers.map((l) => l.digest)]));
-  }
+  // What each local image holds, for cross-repository mounts: looked up once, when a blob is missing.
+  let holders: Promise<Map<string, Set<string>>> | undefined;
+  const holdersOnce = () => {
+    holders ??= (async () => {
+      const map = new Map<string, Set<string>>();
+      for (const rec of images.meta.listImages()) {
+        const r = await images.resolve(rec, hostPlatform()).catch(() => undefined);
+        if (r) map.set(rec.name, new Set([r.configDesc.digest, ...r.manifest.layers.map((l) => l.digest)]));
+      }
+      return map;
+    })();
+    return holders;
+  };
   const limit = limiter(opts.maxConcurrent ?? 3);
   const blobs: Descriptor[] = [...image.manifest.layers, image.configDesc];
   for (const b of blobs) progress({ desc: b, state: 'waiting', offset: 0, total: b.size });
@@ -51,7 +58,7 @@ export async function push(images: Images, opts: PushOptions): Promise<string> {
           progress({ desc, state: 'exists', offset: desc.size, total: desc.size, message: 'Layer already exists' });
           return;
         }
-        for (const from of mountSources(repo, desc.digest, holders)) {
+        for (const from of mountSources(repo, desc.digest, await holdersOnce())) {
           if (await repo.mountBlob(desc.digest, from, signal)) {
             progress({ desc, state: 'exists', offset: desc.size, total: desc.size, message: `Mounted from ${from}` });
             return;

@@ -3,7 +3,9 @@ import { linkSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { lsetxattr } from '@ctr/sys';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
+import { DecompressError, decompress, detectCompression } from './compression.js';
 import { TarFormatError, TarReader } from './reader.js';
 import type { TarEntry } from './types.js';
 import { pack } from './writer.js';
@@ -118,3 +120,35 @@ function fixChecksum(block: Buffer): void {
   for (let i = 0; i < 512; i++) sum += block[i];
   block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 8, 'latin1');
 }
+
+describe('decompress', () => {
+  const data = pack([{ path: 'a', type: 'file', data: 'x'.repeat(10_000) }]);
+  const collect = async (chunks: Buffer[]) => {
+    const out: Buffer[] = [];
+    for await (const c of decompress(
+      (async function* () {
+        yield* chunks;
+      })(),
+    ))
+      out.push(c);
+    return Buffer.concat(out);
+  };
+  const bytewise = (b: Buffer) => [...b].map((x) => Buffer.from([x]));
+
+  it('recognises gzip, zstd and none by magic bytes, even fed a byte at a time', async () => {
+    expect(detectCompression(gzipSync(data))).toBe('gzip');
+    expect(detectCompression(zstdCompressSync(data))).toBe('zstd');
+    expect(detectCompression(data)).toBe('none');
+    for (const packed of [gzipSync(data), zstdCompressSync(data), data]) {
+      expect((await collect(bytewise(packed.subarray(0, 64)).concat([packed.subarray(64)]))).equals(data)).toBe(true);
+    }
+    expect((await collect([Buffer.from([1])])).equals(Buffer.from([1]))).toBe(true);
+  });
+
+  it('fails a truncated stream with the compression named', async () => {
+    const gz = gzipSync(data);
+    const err = await collect([gz.subarray(0, gz.length - 20)]).catch((e) => e);
+    expect(err).toBeInstanceOf(DecompressError);
+    expect(err.message).toMatch(/^the gzip stream is corrupt or truncated/);
+  });
+});

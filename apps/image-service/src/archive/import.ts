@@ -8,11 +8,10 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { Readable } from 'node:stream';
-import { createGunzip, createGzip, createZstdDecompress } from 'node:zlib';
+import { createGzip } from 'node:zlib';
 import { invalidArgument, isAlreadyExists } from '@ctr/common/errors';
 import { formatReference, parseReference } from '@ctr/common/reference';
-import { type TarEntry, TarFormatError, TarReader } from '@ctr/tar';
+import { DecompressError, decompress, detectCompression, type TarEntry, TarFormatError, TarReader } from '@ctr/tar';
 import type { Writer } from '../content/store.js';
 import type { Images } from '../images.js';
 import type { ImageRecord } from '../metadata.js';
@@ -25,27 +24,12 @@ const MAX_META_FILE = 32 << 20;
 export const danglingName = (digest: string) => `<none>@${digest}`;
 
 /** Undoes a whole-archive compression (docker load takes .tar.gz too). */
-export async function* decompressed(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
-  const it = chunks[Symbol.asyncIterator]();
-  const first = await it.next();
-  if (first.done) return;
-  const head = first.value;
-  const rest = (async function* () {
-    yield head;
-    for (let n = await it.next(); !n.done; n = await it.next()) yield n.value;
-  })();
-  let unzip: NodeJS.ReadWriteStream | undefined;
-  if (head[0] === 0x1f && head[1] === 0x8b) unzip = createGunzip({ chunkSize: 256 << 10 });
-  else if (head.readUInt32LE(0) === 0xfd2fb528) unzip = createZstdDecompress();
-  if (!unzip) {
-    yield* rest;
-    return;
-  }
-  const out = Readable.from(rest).pipe(unzip);
+async function* decompressed(chunks: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   try {
-    for await (const c of out) yield c as Buffer;
+    yield* decompress(chunks);
   } catch (err) {
-    throw invalidArgument(`the tarball is not valid compressed data: ${(err as Error).message}`);
+    if (err instanceof DecompressError) throw invalidArgument(`the tarball is not valid: ${err.message}`);
+    throw err;
   }
 }
 
@@ -269,10 +253,9 @@ async function layerType(images: Images, digest: string): Promise<string> {
   const fh = await open(images.content.blobPath(digest));
   try {
     const head = Buffer.alloc(4);
-    await fh.read(head, 0, 4, 0);
-    if (head[0] === 0x1f && head[1] === 0x8b) return MediaType.OciLayerGzip;
-    if (head.readUInt32LE(0) === 0xfd2fb528) return MediaType.OciLayerZstd;
-    return MediaType.OciLayer;
+    const { bytesRead } = await fh.read(head, 0, 4, 0);
+    const kind = detectCompression(head.subarray(0, bytesRead));
+    return kind === 'gzip' ? MediaType.OciLayerGzip : kind === 'zstd' ? MediaType.OciLayerZstd : MediaType.OciLayer;
   } finally {
     await fh.close();
   }

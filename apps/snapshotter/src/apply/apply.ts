@@ -73,6 +73,6 @@ export async function applyLayer(
 
 function unwrap(r: ApplyResult) {
   if (r.ok) return { diffId: r.diffId, size: r.size, entries: r.entries };
-  const bad = r.name === 'LayerError' || r.name === 'TarFormatError';
+  const bad = r.name === 'LayerError' || r.name === 'TarFormatError' || r.name === 'DecompressError';
   throw new ApplyError(r.message, bad);
 }
