@@ -38,6 +38,24 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
     load: () => import('./commands/import.js'),
   },
   'image prune': { summary: 'Remove unused images', load: () => import('./commands/image-prune.js') },
+  'network create': { summary: 'Create a network', load: () => import('./commands/network-create.js') },
+  'network ls': { summary: 'List networks', load: () => import('./commands/network-ls.js') },
+  'network inspect': {
+    summary: 'Display detailed information on one or more networks',
+    load: () => import('./commands/network-inspect.js'),
+  },
+  'network rm': { summary: 'Remove one or more networks', load: () => import('./commands/network-rm.js') },
+  'network remove': { summary: 'Remove one or more networks', load: () => import('./commands/network-rm.js') },
+  'network list': { summary: 'List networks', load: () => import('./commands/network-ls.js') },
+  'network connect': {
+    summary: 'Connect a container to a network',
+    load: () => import('./commands/network-connect.js'),
+  },
+  'network disconnect': {
+    summary: 'Disconnect a container from a network',
+    load: () => import('./commands/network-disconnect.js'),
+  },
+  'network prune': { summary: 'Remove all unused networks', load: () => import('./commands/network-prune.js') },
   'system df': { summary: 'Show engine disk usage', load: () => import('./commands/system-df.js') },
   'system services': {
     summary: "List the engine's daemons: state, pid, uptime, restarts",
@@ -48,5 +66,6 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
 /** Groups: `ctrctl system ...`. */
 export const GROUPS: Record<string, string> = {
   image: 'Manage images',
+  network: 'Manage networks',
   system: 'Manage the engine',
 };

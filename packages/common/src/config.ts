@@ -24,6 +24,10 @@ export interface Config {
   network: {
     /** Subnet of the default bridge network. */
     defaultSubnet: string;
+    /** Where `network create` without --subnet takes a subnet from... */
+    pool: string;
+    /** ...in blocks of this prefix length. */
+    poolSize: number;
   };
   registry: {
     mirrors: Record<string, string[]>;
@@ -44,7 +48,7 @@ export function defaultConfig(): Config {
     state: '/run/ctr',
     instance: 'default',
     events: { url: '', maxAgeSeconds: 7 * 24 * 3600 },
-    network: { defaultSubnet: '172.17.0.0/16' },
+    network: { defaultSubnet: '172.17.0.0/16', pool: '172.17.0.0/12', poolSize: 16 },
     registry: { mirrors: {}, insecure: [] },
     log: { level: 'info' },
     configFile: '',
@@ -81,6 +85,12 @@ export function loadConfig(flags: ConfigFlags = {}, env: Env = process.env): Con
   cfg.log.level = pick(flags.logLevel, 'CTR_LOG_LEVEL') ?? cfg.log.level;
   const subnet = env.CTR_DEFAULT_SUBNET;
   if (subnet) cfg.network.defaultSubnet = subnet;
+  const pool = env.CTR_NETWORK_POOL;
+  if (pool) {
+    const [base, size] = pool.split(',');
+    cfg.network.pool = base;
+    if (size) cfg.network.poolSize = Number(size);
+  }
 
   validateInstance(cfg.instance);
   for (const key of ['root', 'state'] as const) {

@@ -25,6 +25,12 @@ export interface DaemonSpec {
   name: string;
   /** The daemon's API; called once the event bus is connected. */
   services(ctx: DaemonContext): Promise<ServiceBinding[]> | ServiceBinding[];
+  /**
+   * Start-up work that runs with the API registered (calls can wait for it
+   * rather than meet UNIMPLEMENTED) but before health says SERVING, such as
+   * a reconcile. Its failure stops the daemon.
+   */
+  ready?(ctx: DaemonContext): Promise<void>;
   /** Releases what the daemon holds, before the socket closes. */
   stop?(ctx: DaemonContext): Promise<void>;
 }
@@ -113,6 +119,7 @@ export async function runDaemon(spec: DaemonSpec, argv = process.argv.slice(2)):
     });
     ctx = { name: spec.name, config, layout: paths, log, bus, health };
     server.add(await spec.services(ctx));
+    if (spec.ready) await spec.ready(ctx);
     health.set('', Serving.SERVING);
     log.info({ socket: server.socketPath, events: url, pid: process.pid }, 'serving');
   } catch (err) {

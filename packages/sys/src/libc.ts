@@ -1,7 +1,8 @@
 /**
  * libc through koffi: the syscalls that are safe to make from a multi-threaded
- * Node process. Namespace work (clone, setns, unshare) is not here: it belongs
- * to native/ctr-init. This is the only module in ctr that loads koffi.
+ * Node process. Process-wide namespace work (clone, mount and user namespaces)
+ * is not here: it belongs to native/ctr-init. Network namespaces, which are a
+ * thread's own, are in netns.ts. This package is the only one that loads koffi.
  */
 import { constants } from 'node:os';
 import koffi from 'koffi';

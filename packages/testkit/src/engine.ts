@@ -5,6 +5,7 @@
  * leak check: what the engine leaves behind fails the test.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -82,9 +83,32 @@ export class TestEngine {
       CTR_CONFIG: join(this.dir, 'config.json'),
       // docker's credentials of the host are not the test's.
       DOCKER_CONFIG: join(this.dir, 'docker-config'),
-      CTR_DEFAULT_SUBNET: this.opts.subnet ?? '100.96.0.0/24',
+      CTR_DEFAULT_SUBNET: this.opts.subnet ?? this.subnets.default,
+      CTR_NETWORK_POOL: `${this.subnets.pool},24`,
       ...(this.opts.eventsUrl ? { CTR_EVENTS_URL: this.opts.eventsUrl } : {}),
     };
+  }
+
+  /**
+   * This instance's address space, from a hash of its name so that engines
+   * running side by side do not overlap: the default bridge's /24 inside
+   * 100.72.0.0/13, and a /20 inside 100.80.0.0/12 for the networks tests
+   * create (`userSubnet(i)`) and for `network create` without --subnet.
+   */
+  get subnets(): { default: string; pool: string } {
+    const h = createHash('sha256').update(this.instance).digest();
+    const d = ((h[0] << 8) | h[1]) & 0x7ff;
+    const p = h[2];
+    return {
+      default: `100.${72 + (d >> 8)}.${d & 255}.0/24`,
+      pool: `100.${80 + (p >> 4)}.${(p & 15) << 4}.0/20`,
+    };
+  }
+
+  /** The i-th /24 (0-15) of this instance's block, for networks a test creates (an automatic subnet skips those in use). */
+  userSubnet(i: number): string {
+    const [a, b, c] = this.subnets.pool.split('/')[0].split('.').map(Number);
+    return `${a}.${b}.${c + i}.0/24`;
   }
 
   get ctrdPid(): number | undefined {

@@ -1,0 +1,193 @@
+/** The Networks API (`ctr.networks.v1`): what container-service and ctrctl's network commands call. */
+import {
+  type Endpoint,
+  type Network,
+  NetworksService,
+  type PortMapping,
+  type Sandbox,
+} from '@ctr/api/networks/v1/networks';
+import { invalidArgument } from '@ctr/common/errors';
+import { type Handlers, implement } from '@ctr/common/grpc';
+import { formatIp, Subnet } from './ipv4.js';
+import type { NetworkManager } from './networks.js';
+import type { EndpointRecord, NetworkRecord, PortMap, SandboxRecord } from './store.js';
+
+export function toApiEndpoint(
+  e: EndpointRecord,
+  networks: Map<string, NetworkRecord>,
+  sandboxes: Map<string, SandboxRecord>,
+): Endpoint {
+  const n = networks.get(e.networkId);
+  return {
+    id: e.id,
+    networkId: e.networkId,
+    networkName: n?.name ?? '',
+    containerId: e.containerId,
+    containerName: e.containerName,
+    netnsPath: sandboxes.get(e.containerId)?.path ?? '',
+    interfaceName: e.ifname,
+    hostInterface: e.hostIf,
+    macAddress: e.mac,
+    ipv4Address: formatIp(e.ip),
+    prefixLength: n?.subnet ? Subnet.parse(n.subnet).prefix : 0,
+    gateway: n?.gateway ?? '',
+    ports: e.ports,
+    aliases: e.aliases,
+  };
+}
+
+const toApiSandbox = (s: SandboxRecord): Sandbox => ({
+  containerId: s.containerId,
+  netnsPath: s.path,
+  mode: s.mode,
+  containerName: s.containerName,
+  createdAt: s.createdAt,
+});
+
+/** `key=value` filters of `network ls` and `prune`: name (substring), id (prefix), driver, label (key or key=value). */
+export function matchesFilters(n: NetworkRecord, filters: string[]): boolean {
+  const groups = new Map<string, string[]>();
+  for (const f of filters) {
+    const eq = f.indexOf('=');
+    if (eq < 1) throw invalidArgument(`invalid filter ${JSON.stringify(f)}: expected key=value`);
+    const key = f.slice(0, eq);
+    if (!['name', 'id', 'driver', 'label', 'type'].includes(key)) throw invalidArgument(`invalid filter '${key}'`);
+    groups.set(key, [...(groups.get(key) ?? []), f.slice(eq + 1)]);
+  }
+  const builtin = ['bridge', 'host', 'none'].includes(n.name);
+  const test: Record<string, (v: string) => boolean> = {
+    name: (v) => n.name.includes(v),
+    id: (v) => n.id.startsWith(v),
+    driver: (v) => n.driver === v,
+    label: (v) => {
+      const [k, val] = v.split(/=(.*)/s);
+      return k in n.labels && (val === undefined || n.labels[k] === val);
+    },
+    type: (v) => (v === 'builtin' ? builtin : v === 'custom' ? !builtin : false),
+  };
+  // Values of one key are alternatives; different keys must all match.
+  return [...groups].every(([key, values]) => values.some((v) => test[key](v)));
+}
+
+/**
+ * The API over `m`. Calls wait for `ready` (the start-up reconcile): the
+ * socket is served before it ends, and a call must not see half-reconciled
+ * state (nor the UNIMPLEMENTED of a server without its handlers yet).
+ */
+export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.resolve()) {
+  const maps = () => ({
+    networks: new Map(m.list().map((n) => [n.id, n])),
+    sandboxes: new Map(m.sandboxes().map((s) => [s.containerId, s])),
+  });
+  const toApiNetwork = (n: NetworkRecord, withEndpoints: boolean): Network => {
+    const { networks, sandboxes } = maps();
+    return {
+      id: n.id,
+      name: n.name,
+      driver: n.driver,
+      ipam: n.subnet ? [{ subnet: n.subnet, gateway: n.gateway, ipRange: n.ipRange }] : [],
+      bridge: n.bridge,
+      labels: n.labels,
+      options: n.options,
+      createdAt: n.createdAt,
+      internal: n.internal,
+      mtu: n.mtu,
+      endpoints: withEndpoints ? m.endpoints({ network: n.id }).map((e) => toApiEndpoint(e, networks, sandboxes)) : [],
+    };
+  };
+  // The protocol is checked by the manager; an empty one means tcp.
+  const ports = (list: PortMapping[]): PortMap[] =>
+    list.map((p) => ({ ...p, protocol: (p.protocol || 'tcp') as PortMap['protocol'] }));
+
+  const handlers: Handlers<typeof NetworksService> = {
+    async create(req) {
+      if (req.ipam.length > 1) throw invalidArgument('only one IPv4 subnet per network is supported');
+      const ipam = req.ipam[0];
+      const n = await m.create({
+        name: req.name,
+        driver: req.driver,
+        subnet: ipam?.subnet || undefined,
+        gateway: ipam?.gateway || undefined,
+        ipRange: ipam?.ipRange || undefined,
+        internal: req.internal,
+        labels: req.labels,
+        options: req.options,
+      });
+      return toApiNetwork(n, true);
+    },
+    async get(req) {
+      return toApiNetwork(m.find(req.ref), true);
+    },
+    async list(req) {
+      return {
+        networks: m
+          .list()
+          .filter((n) => matchesFilters(n, req.filters))
+          .map((n) => toApiNetwork(n, true)),
+      };
+    },
+    async remove(req) {
+      await m.remove(req.ref);
+      return {};
+    },
+    async prune(req) {
+      for (const f of req.filters) matchesFilters(m.find('bridge'), [f]);
+      return { removed: await m.prune((n) => matchesFilters(n, req.filters)) };
+    },
+    async createSandbox(req) {
+      return toApiSandbox(await m.createSandbox(req.containerId, req.mode, req.containerName));
+    },
+    async removeSandbox(req) {
+      await m.removeSandbox(req.containerId);
+      return {};
+    },
+    async listSandboxes() {
+      return { sandboxes: m.sandboxes().map(toApiSandbox) };
+    },
+    async attach(req) {
+      const e = await m.attach({
+        containerId: req.containerId,
+        network: req.network,
+        containerName: req.containerName,
+        aliases: req.aliases,
+        ip: req.ipv4Address || undefined,
+        ports: ports(req.ports),
+        mac: req.macAddress || undefined,
+        ifname: req.interfaceName || undefined,
+      });
+      const { networks, sandboxes } = maps();
+      return toApiEndpoint(e, networks, sandboxes);
+    },
+    async detach(req) {
+      await m.detach(req.containerId, req.network || undefined);
+      return {};
+    },
+    async listEndpoints(req) {
+      const { networks, sandboxes } = maps();
+      return {
+        endpoints: m
+          .endpoints({ containerId: req.containerId, network: req.network })
+          .map((e) => toApiEndpoint(e, networks, sandboxes)),
+      };
+    },
+    async names(req) {
+      return m.names({
+        containerId: req.containerId,
+        hostname: req.hostname,
+        domainname: req.domainname,
+        dns: { servers: req.dns, search: req.dnsSearch, options: req.dnsOptions },
+        extraHosts: req.extraHosts,
+      });
+    },
+  };
+  const gated = Object.fromEntries(
+    Object.entries(handlers).map(([name, h]) => [
+      name,
+      async (req: unknown) => {
+        await ready;
+        return (h as (r: unknown) => unknown)(req);
+      },
+    ]),
+  ) as Handlers<typeof NetworksService>;
+  return implement(NetworksService, gated);
+}
