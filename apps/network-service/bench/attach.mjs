@@ -32,7 +32,7 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 function cni(plugin, command, config, env) {
   return new Promise((resolve, reject) => {
     const p = spawn(join(CNI_PATH, plugin), [], {
-      env: { CNI_COMMAND: command, CNI_PATH, CNI_IFNAME: 'eth0', ...env },
+      env: { PATH: process.env.PATH, CNI_COMMAND: command, CNI_PATH, CNI_IFNAME: 'eth0', ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let out = '';
@@ -78,6 +78,7 @@ async function main() {
   };
   const nets = engine.client(NetworksService, 'network-service');
   const times = { ctr: [], cni: [] };
+  let cniNetns;
   try {
     for (let i = 0; i < ROUNDS + 1; i++) {
       const hostPort = await freePort();
@@ -109,12 +110,14 @@ async function main() {
         runtimeConfig: { portMappings: [{ hostPort, containerPort: 80, protocol: 'tcp' }] },
       };
       t0 = performance.now();
+      cniNetns = ns;
       await ipCmd(['netns', 'add', ns]);
       const result = await cni('bridge', 'ADD', netConf, env);
       await cni('portmap', 'ADD', { ...portmap, prevResult: result }, env);
       await cni('portmap', 'DEL', { ...portmap, prevResult: result }, env);
       await cni('bridge', 'DEL', netConf, env);
       await ipCmd(['netns', 'del', ns]);
+      cniNetns = undefined;
       const cniMs = performance.now() - t0;
       if (i > 0) {
         // Round 0 warms both up (page cache, first iptables table read).
@@ -122,7 +125,11 @@ async function main() {
         times.cni.push(cniMs);
       }
     }
+  } catch (err) {
+    console.error(`bench failed: ${err.message}`);
+    process.exitCode = 1;
   } finally {
+    if (cniNetns) await ipCmd(['netns', 'del', cniNetns]).catch(() => undefined);
     try {
       execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
     } catch {}
@@ -146,6 +153,7 @@ async function main() {
     rmSync(work, { recursive: true, force: true });
   }
 
+  if (process.exitCode) return;
   const ctr = median(times.ctr);
   const peer = median(times.cni);
   const table = [

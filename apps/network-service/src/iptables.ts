@@ -62,6 +62,8 @@ export class Iptables {
   readonly #owner: string;
   #applying: Promise<void> = Promise.resolve();
   #queued: Promise<void> | undefined;
+  /** What each table's chains hold since our last write: a write skips the tables that would not change. */
+  #written = new Map<Table, string>();
 
   constructor(readonly instance: string) {
     const p = chainPrefix(instance);
@@ -161,6 +163,7 @@ export class Iptables {
   /** Removes our jumps and chains: what the last network's removal (or an idle shutdown) does. */
   async remove(): Promise<void> {
     await this.#applying.catch(() => undefined);
+    this.#written.clear();
     const present = await this.#presentJumps();
     const text: string[] = [];
     for (const table of ['raw', 'nat', 'filter'] as const) {
@@ -179,7 +182,12 @@ export class Iptables {
 
   async #restore(rules: Record<Table, string[]>, jumps: Jump[]): Promise<void> {
     const text: string[] = [];
-    for (const table of ['raw', 'nat', 'filter'] as const) {
+    const tables = (['raw', 'nat', 'filter'] as const).filter(
+      (t) => jumps.length > 0 || this.#written.get(t) !== rules[t].join('\n'),
+    );
+    if (!tables.length) return;
+    for (const t of tables) this.#written.delete(t);
+    for (const table of tables) {
       text.push(`*${table}`);
       const chains = [...new Set(this.#jumps.filter((j) => j.table === table).map((j) => j.to))];
       for (const chain of chains) text.push(`:${chain} - [0:0]`);
@@ -188,6 +196,7 @@ export class Iptables {
       text.push('COMMIT');
     }
     await restore(text.join('\n'));
+    for (const t of tables) this.#written.set(t, rules[t].join('\n'));
   }
 
   /** Our jumps as iptables-save prints them: "table CHAIN spec". */
