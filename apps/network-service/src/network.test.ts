@@ -285,6 +285,10 @@ describe('network-service', () => {
     await expect(create('bad', '100.64.0.0/33')).rejects.toThrow('invalid subnet');
     await expect(create('bad', '100.64.0.1/24')).rejects.toThrow('it should be 100.64.0.0/24');
     await expect(create('bad', engine.subnets.default)).rejects.toThrow('Pool overlaps');
+    // The host's own networks too: the LAN machine's link is one.
+    await expect(create('bad', `${lan.hostIp.replace(/\.\d+$/, '.0')}/24`)).rejects.toThrow(
+      `overlaps the host's ${lan.hostIp}/30 on ${lan.hostLink}`,
+    );
     await expect(create('bad', engine.userSubnet(2), { gateway: '100.64.0.1' })).rejects.toThrow('invalid gateway');
     await expect(create('bad', '', { driver: 'macvlan' })).rejects.toThrow('not supported');
     await expect(create('bad name', engine.userSubnet(2))).rejects.toThrow('invalid network name');
@@ -345,10 +349,16 @@ describe('network-service', () => {
   });
 
   it('kill -9 in the middle of attaches: after the restart and reconcile nothing leaks, and retries succeed', async () => {
-    const ids = Array.from({ length: 20 }, (_, i) => `k${i}`);
+    // Ten clients, each attaching four containers one after another and retrying until it gets an answer,
+    // as container-service does; the service is killed once ten attaches are done, so each client has one in flight.
+    const ids = Array.from({ length: 40 }, (_, i) => `k${i}`);
     let retried = 0;
-    const pending = ids.map(async (id) => {
-      // A client that retries until it gets an answer, as container-service does.
+    let done = 0;
+    let reachedTen: () => void = () => undefined;
+    const tenDone = new Promise<void>((r) => {
+      reachedTen = r;
+    });
+    const attachRetrying = async (id: string): Promise<Endpoint> => {
       for (;;) {
         try {
           await sandbox(id);
@@ -360,13 +370,21 @@ describe('network-service', () => {
           retried++;
         }
       }
+    };
+    const clients = Array.from({ length: 10 }, async (_, c) => {
+      const mine: Endpoint[] = [];
+      for (let k = 0; k < 4; k++) {
+        mine.push(await attachRetrying(ids[c * 4 + k]));
+        if (++done === 10) reachedTen();
+      }
+      return mine;
     });
-    await new Promise((r) => setTimeout(r, 30));
+    await tenDone;
     await engine.crashService('network-service');
-    const eps = (await Promise.all(pending)) as Endpoint[];
+    const eps = (await Promise.all(clients)).flat();
     // The kill did land in the middle: some calls were cut off and retried.
     expect(retried).toBeGreaterThan(0);
-    expect(new Set(eps.map((e) => e.ipv4Address)).size).toBe(20);
+    expect(new Set(eps.map((e) => e.ipv4Address)).size).toBe(40);
 
     // The database, the kernel and the rules agree: one veth, one namespace, one DNAT rule per endpoint.
     const listed = (await nets.listEndpoints({ containerId: '', network: '' })).endpoints;
@@ -376,7 +394,7 @@ describe('network-service', () => {
     );
     expect(readdirSync(join(engine.state, 'netns')).sort()).toEqual([...ids].sort());
     const dnat = (await run('iptables', ['-t', 'nat', '-S', `${chainPrefix(engine.instance)}-DNAT`])).stdout;
-    expect(dnat.split('\n').filter((l) => l.includes('--to-destination'))).toHaveLength(20);
+    expect(dnat.split('\n').filter((l) => l.includes('--to-destination'))).toHaveLength(40);
     for (const e of listed) expect(dnat).toContain(`--to-destination ${e.ipv4Address}:80`);
 
     await Promise.all(ids.map((id) => nets.removeSandbox({ containerId: id })));

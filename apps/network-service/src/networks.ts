@@ -146,7 +146,18 @@ export class NetworkManager {
       }
     }
 
-    for (const n of this.#bridgeNetworks()) this.#ensureBridge(n);
+    for (const n of this.#bridgeNetworks()) {
+      const onHost = this.#hostOverlap(Subnet.parse(n.subnet));
+      if (onHost) {
+        // docker0 or a LAN on 172.17.0.0/16: a bridge there would hijack the host's routes.
+        this.log.error(
+          { network: n.name, subnet: n.subnet, host: onHost },
+          'network left down: its subnet overlaps an address of the host (set network.defaultSubnet or recreate it)',
+        );
+        continue;
+      }
+      this.#ensureBridge(n);
+    }
     for (const e of this.store.endpoints()) {
       try {
         this.#reservations.set(e.id, this.#reserve(e.ports));
@@ -255,6 +266,9 @@ export class NetworkManager {
 
     const subnet = o.subnet ? Subnet.parse(o.subnet) : this.#allocateSubnet();
     if (subnet.prefix > 30) throw invalidArgument(`subnet ${subnet} is too small: a network needs at least a /30`);
+    const onHost = this.#hostOverlap(subnet);
+    if (onHost)
+      throw failedPrecondition(`subnet ${subnet} overlaps the host's ${onHost}: choose another with --subnet`);
     const clash = this.#bridgeNetworks().find((n) => Subnet.parse(n.subnet).overlaps(subnet));
     if (clash)
       throw failedPrecondition(
@@ -306,14 +320,28 @@ export class NetworkManager {
     return record;
   }
 
-  /** The first block of the pool that overlaps no network. */
+  /** An address of the host, on a link that is not one of our bridges, inside `subnet` (docker0's 172.17.0.1/16, a LAN...). */
+  #hostOverlap(subnet: Subnet): string | undefined {
+    const ours = new Set(this.#bridgeNetworks().map((n) => n.bridge));
+    const names = new Map(this.#nl.links().map((l) => [l.index, l.name]));
+    for (const a of this.#nl.allAddresses()) {
+      const name = names.get(a.index) ?? '';
+      if (ours.has(name)) continue;
+      const [ip, prefix] = a.address.split('/');
+      const theirs = Subnet.of((parseIp(ip) & Subnet.of(0, Number(prefix)).mask) >>> 0, Number(prefix));
+      if (theirs.overlaps(subnet) && name !== 'lo') return `${a.address} on ${name}`;
+    }
+    return undefined;
+  }
+
+  /** The first block of the pool that overlaps no network, ours or the host's. */
   #allocateSubnet(): Subnet {
     const pool = Subnet.parse(this.config.network.pool);
     const size = this.config.network.poolSize;
     const taken = this.#bridgeNetworks().map((n) => Subnet.parse(n.subnet));
     for (let base = pool.base; base <= pool.broadcast; base += 2 ** (32 - size)) {
       const candidate = Subnet.of(base >>> 0, size);
-      if (!taken.some((t) => t.overlaps(candidate))) return candidate;
+      if (!taken.some((t) => t.overlaps(candidate)) && !this.#hostOverlap(candidate)) return candidate;
     }
     throw failedPrecondition(`could not find an available, non-overlapping subnet in the pool ${pool}: give --subnet`);
   }
@@ -606,6 +634,11 @@ export class NetworkManager {
 
   /** veth with its host side on the bridge, `ifname` inside with the address, lo up, and the default route. */
   #plumb(e: EndpointRecord, n: NetworkRecord, netns: string, prefix: number): void {
+    const master = this.#nl.linkIndex(n.bridge);
+    if (!master)
+      throw failedPrecondition(
+        `network ${n.name} is down: its bridge ${n.bridge} does not exist (see the network-service log)`,
+      );
     const fd = openSync(netns, 'r');
     try {
       this.#nl.addVeth({
@@ -614,7 +647,7 @@ export class NetworkManager {
         peerNetnsFd: fd,
         mtu: n.mtu,
         peerMac: e.mac,
-        master: this.#nl.linkIndex(n.bridge),
+        master,
       });
     } finally {
       closeSync(fd);

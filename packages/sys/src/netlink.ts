@@ -316,15 +316,19 @@ export class Netlink {
   addresses(name: string): string[] {
     const index = this.linkIndex(name);
     if (!index) return [];
+    return this.allAddresses()
+      .filter((a) => a.index === index)
+      .map((a) => a.address);
+  }
+
+  /** Every IPv4 address of the namespace, as `ip/prefix` with its link's index. */
+  allAddresses(): { index: number; address: string }[] {
     const head = Buffer.alloc(8);
     head.writeUInt8(AF_INET, 0);
-    return this.#request(RTM.GETADDR, NLM_F.ROOT | NLM_F.MATCH, head, `list addresses of ${name}`)
-      .filter((m) => m.readUInt32LE(4) === index)
-      .map((m) => {
-        const local = parseAttrs(m, 8, m.length).get(IFA.LOCAL);
-        return local ? `${[...local].join('.')}/${m.readUInt8(1)}` : '';
-      })
-      .filter(Boolean);
+    return this.#request(RTM.GETADDR, NLM_F.ROOT | NLM_F.MATCH, head, 'list addresses').flatMap((m) => {
+      const local = parseAttrs(m, 8, m.length).get(IFA.LOCAL);
+      return local ? [{ index: m.readUInt32LE(4), address: `${[...local].join('.')}/${m.readUInt8(1)}` }] : [];
+    });
   }
 
   /** A default route through `gateway` on link `name`. */
