@@ -4,9 +4,8 @@
  * collection), in an SQLite database with a write-ahead journal, so a kill -9
  * leaves each change whole or absent.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
+import { openDatabase, transaction } from '@ctr/common/sqlite';
 import { alreadyExists, notFound } from '@ctr/common/errors';
 import type { Descriptor } from './oci.js';
 
@@ -47,12 +46,8 @@ export class Metadata {
   readonly #db: DatabaseSync;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.#db = new DatabaseSync(path);
+    this.#db = openDatabase(path, 'FULL');
     this.#db.exec(`
-      PRAGMA journal_mode = WAL;
-      PRAGMA synchronous = FULL;
-      PRAGMA foreign_keys = ON;
       CREATE TABLE IF NOT EXISTS images (
         name TEXT PRIMARY KEY,
         target TEXT NOT NULL,
@@ -81,15 +76,7 @@ export class Metadata {
 
   /** Runs fn in one transaction. */
   tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const out = fn();
-      this.#db.exec('COMMIT');
-      return out;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    return transaction(this.#db, fn);
   }
 
   // --- images ---------------------------------------------------------------

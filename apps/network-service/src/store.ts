@@ -15,9 +15,8 @@
  * so that work a crash cut short ('creating', 'removing') is finished or
  * undone on the next start.
  */
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
+import { openDatabase, transaction } from '@ctr/common/sqlite';
 
 export type Driver = 'bridge' | 'host' | 'null';
 
@@ -125,12 +124,8 @@ export class Store {
   readonly #db: DatabaseSync;
 
   constructor(path: string) {
-    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.#db = new DatabaseSync(path);
+    this.#db = openDatabase(path, 'NORMAL');
     this.#db.exec(`
-      PRAGMA journal_mode = WAL;
-      PRAGMA synchronous = NORMAL;
-      PRAGMA foreign_keys = ON;
       CREATE TABLE IF NOT EXISTS networks (
         id TEXT PRIMARY KEY,
         name TEXT NOT NULL UNIQUE,
@@ -180,15 +175,7 @@ export class Store {
 
   /** Runs `fn` in one transaction (BEGIN IMMEDIATE: the write lock is taken up front). */
   tx<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      const out = fn();
-      this.#db.exec('COMMIT');
-      return out;
-    } catch (err) {
-      this.#db.exec('ROLLBACK');
-      throw err;
-    }
+    return transaction(this.#db, fn);
   }
 
   // --- networks
