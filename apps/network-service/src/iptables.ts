@@ -212,16 +212,6 @@ export class Iptables {
     }
     return present;
   }
-
-  /** Our chains' rules as iptables-save prints them (for tests and reconcile checks). */
-  async saved(): Promise<string[]> {
-    const lines: string[] = [];
-    for (const table of ['raw', 'nat', 'filter'] as const) {
-      const { stdout } = await run('iptables-save', ['-t', table], { maxBuffer: 64 * 1024 * 1024 });
-      lines.push(...stdout.split('\n').filter((l) => l.includes(this.#owner)));
-    }
-    return lines;
-  }
 }
 
 function restore(text: string): Promise<void> {

@@ -123,8 +123,7 @@ export class NetworkManager {
     for (const e of this.store.endpoints()) {
       if (e.state !== 'ready') {
         this.log.info({ endpoint: e.id, state: e.state }, 'reconcile: undoing an interrupted endpoint');
-        this.#nl.deleteLink(e.hostIf);
-        this.store.deleteEndpoint(e.id);
+        this.#forgetEndpoint(e);
       }
     }
     const sandboxPaths = new Set(this.store.sandboxes().map((s) => s.path));
@@ -522,11 +521,7 @@ export class NetworkManager {
 
   /** Forgets a sandbox: its endpoints' links and rows, its namespace. */
   #dropSandbox(s: SandboxRecord): void {
-    for (const e of this.store.endpoints({ containerId: s.containerId })) {
-      this.#releaseReservations(e.id);
-      this.#nl.deleteLink(e.hostIf);
-      this.store.deleteEndpoint(e.id);
-    }
+    for (const e of this.store.endpoints({ containerId: s.containerId })) this.#forgetEndpoint(e);
     if (ownsNetns(s.mode)) removeNetns(s.path);
     this.store.deleteSandbox(s.containerId);
   }
@@ -593,9 +588,7 @@ export class NetworkManager {
       record.state = 'ready';
       await this.#applyRules();
     } catch (err) {
-      this.#releaseReservations(id);
-      this.#nl.deleteLink(record.hostIf);
-      this.store.deleteEndpoint(id);
+      this.#forgetEndpoint(record);
       await this.#applyRules().catch(() => undefined);
       throw err;
     }
@@ -697,6 +690,13 @@ export class NetworkManager {
     return held;
   }
 
+  /** Releases what an endpoint holds: its port reservations, its veth (the peer goes with it), its row and address. */
+  #forgetEndpoint(e: Pick<EndpointRecord, 'id' | 'hostIf'>): void {
+    this.#releaseReservations(e.id);
+    this.#nl.deleteLink(e.hostIf);
+    this.store.deleteEndpoint(e.id);
+  }
+
   #releaseReservations(endpointId: string): void {
     for (const r of this.#reservations.get(endpointId) ?? []) releasePort(r);
     this.#reservations.delete(endpointId);
@@ -713,9 +713,7 @@ export class NetworkManager {
     for (const e of gone) this.store.setEndpointState(e.id, 'removing');
     await this.#applyRules();
     for (const e of gone) {
-      this.#releaseReservations(e.id);
-      this.#nl.deleteLink(e.hostIf);
-      this.store.deleteEndpoint(e.id);
+      this.#forgetEndpoint(e);
       const n = this.store.network(e.networkId);
       void this.bus?.publish('networkDetached', { networkId: e.networkId, networkName: n?.name ?? '', containerId });
     }

@@ -9,7 +9,7 @@ import {
 import { invalidArgument } from '@ctr/common/errors';
 import { type Handlers, implement } from '@ctr/common/grpc';
 import { formatIp, Subnet } from './ipv4.js';
-import type { NetworkManager } from './networks.js';
+import { type NetworkManager, PREDEFINED } from './networks.js';
 import type { EndpointRecord, NetworkRecord, PortMap, SandboxRecord } from './store.js';
 
 export function toApiEndpoint(
@@ -44,8 +44,12 @@ const toApiSandbox = (s: SandboxRecord): Sandbox => ({
   createdAt: s.createdAt,
 });
 
-/** `key=value` filters of `network ls` and `prune`: name (substring), id (prefix), driver, label (key or key=value). */
-export function matchesFilters(n: NetworkRecord, filters: string[]): boolean {
+/**
+ * `key=value` filters of `network ls` and `prune` as a predicate: name
+ * (substring), id (prefix), driver, label (key or key=value), type
+ * (builtin/custom). Checked once, before any network is looked at.
+ */
+export function networkFilter(filters: string[]): (n: NetworkRecord) => boolean {
   const groups = new Map<string, string[]>();
   for (const f of filters) {
     const eq = f.indexOf('=');
@@ -54,19 +58,18 @@ export function matchesFilters(n: NetworkRecord, filters: string[]): boolean {
     if (!['name', 'id', 'driver', 'label', 'type'].includes(key)) throw invalidArgument(`invalid filter '${key}'`);
     groups.set(key, [...(groups.get(key) ?? []), f.slice(eq + 1)]);
   }
-  const builtin = ['bridge', 'host', 'none'].includes(n.name);
-  const test: Record<string, (v: string) => boolean> = {
-    name: (v) => n.name.includes(v),
-    id: (v) => n.id.startsWith(v),
-    driver: (v) => n.driver === v,
-    label: (v) => {
+  const test: Record<string, (n: NetworkRecord, v: string) => boolean> = {
+    name: (n, v) => n.name.includes(v),
+    id: (n, v) => n.id.startsWith(v),
+    driver: (n, v) => n.driver === v,
+    label: (n, v) => {
       const [k, val] = v.split(/=(.*)/s);
       return k in n.labels && (val === undefined || n.labels[k] === val);
     },
-    type: (v) => (v === 'builtin' ? builtin : v === 'custom' ? !builtin : false),
+    type: (n, v) => (v === 'builtin' ? PREDEFINED.includes(n.name) : v === 'custom' && !PREDEFINED.includes(n.name)),
   };
   // Values of one key are alternatives; different keys must all match.
-  return [...groups].every(([key, values]) => values.some((v) => test[key](v)));
+  return (n) => [...groups].every(([key, values]) => values.some((v) => test[key](n, v)));
 }
 
 /**
@@ -122,7 +125,7 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
       return {
         networks: m
           .list()
-          .filter((n) => matchesFilters(n, req.filters))
+          .filter(networkFilter(req.filters))
           .map((n) => toApiNetwork(n, true)),
       };
     },
@@ -131,8 +134,7 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
       return {};
     },
     async prune(req) {
-      for (const f of req.filters) matchesFilters(m.find('bridge'), [f]);
-      return { removed: await m.prune((n) => matchesFilters(n, req.filters)) };
+      return { removed: await m.prune(networkFilter(req.filters)) };
     },
     async createSandbox(req) {
       return toApiSandbox(await m.createSandbox(req.containerId, req.mode, req.containerName));

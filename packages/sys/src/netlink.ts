@@ -17,7 +17,6 @@ const c = {
   recv: libc.func('long recv(int fd, _Out_ void *buf, size_t len, int flags)'),
   close: libc.func('int close(int fd)'),
   setsockopt: libc.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)'),
-  ifNameToIndex: libc.func('unsigned int if_nametoindex(const char *name)'),
 };
 
 const AF_NETLINK = 16;
@@ -352,9 +351,4 @@ export class Netlink {
       `default route via ${gateway}`,
     );
   }
-}
-
-/** Index of a link in the calling thread's namespace, 0 when missing (if_nametoindex). */
-export function linkIndex(name: string): number {
-  return Number(c.ifNameToIndex(name));
 }

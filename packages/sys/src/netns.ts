@@ -22,13 +22,26 @@ function setns(fd: number, what: string): void {
   if (c.setns(fd, CLONE_NEWNET) < 0) throw new SysError('setns', koffi.errno(), what);
 }
 
-/** Puts the thread back into its namespace; a thread left in a container's namespace would be a silent disaster. */
-function restore(orig: number): void {
+/**
+ * Runs `enter` (which moves the calling thread into another namespace), then
+ * `fn`, and puts the thread back where it was, whatever happens. A thread left
+ * in a container's namespace would be a silent disaster, so failing to come
+ * back aborts the process.
+ */
+function away<T>(enter: () => void, fn: () => T): T {
+  const orig = openSync(THREAD_NS, 'r');
   try {
-    setns(orig, 'back to the original namespace');
-  } catch (err) {
-    process.stderr.write(`fatal: ${(err as Error).message}\n`);
-    process.abort();
+    enter();
+    try {
+      return fn();
+    } finally {
+      try {
+        setns(orig, 'back to the original namespace');
+      } catch (err) {
+        process.stderr.write(`fatal: ${(err as Error).message}\n`);
+        process.abort();
+      }
+    }
   } finally {
     closeSync(orig);
   }
@@ -40,18 +53,14 @@ function restore(orig: number): void {
  */
 export function createNetns(path: string): void {
   writeFileSync(path, '', { flag: 'wx', mode: 0o444 });
-  const orig = openSync(THREAD_NS, 'r');
   try {
-    if (c.unshare(CLONE_NEWNET) < 0) throw new SysError('unshare', koffi.errno(), 'CLONE_NEWNET');
-    try {
-      mount(THREAD_NS, path, null, MS.BIND);
-    } finally {
-      restore(orig);
-    }
+    away(
+      () => {
+        if (c.unshare(CLONE_NEWNET) < 0) throw new SysError('unshare', koffi.errno(), 'CLONE_NEWNET');
+      },
+      () => mount(THREAD_NS, path, null, MS.BIND),
+    );
   } catch (err) {
-    try {
-      closeSync(orig);
-    } catch {}
     unlinkSync(path);
     throw err;
   }
@@ -79,18 +88,7 @@ export function removeNetns(path: string): void {
 export function inNetns<T>(path: string, fn: () => T): T {
   const target = openSync(path, 'r');
   try {
-    const orig = openSync(THREAD_NS, 'r');
-    try {
-      setns(target, path);
-    } catch (err) {
-      closeSync(orig);
-      throw err;
-    }
-    try {
-      return fn();
-    } finally {
-      restore(orig);
-    }
+    return away(() => setns(target, path), fn);
   } finally {
     closeSync(target);
   }
