@@ -6,6 +6,7 @@
  *
  *   ctr-init create   new namespaces, a root filesystem, then exec
  *   ctr-init exec     join a running container's namespaces, then exec
+ *   ctr-init -- CMD   inside a container: a minimal PID 1 (docker's --init), reaper.c
  *
  * In both modes the parent stays behind, waits for the container's process
  * and exits with its code, reporting the raw wait status first.
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 
 #include "plan.h"
+#include "reaper.h"
 #include "process.h"
 #include "rootfs.h"
 
@@ -173,6 +175,7 @@ static int wait_child(pid_t pid) {
 int main(int argc, char **argv) {
   struct init_error err = {0};
   struct plan plan;
+  if (argc >= 2 && strcmp(argv[1], "--") == 0) return reaper_main(argc - 2, argv + 2);
   bool create = argc == 2 && strcmp(argv[1], "create") == 0;
   bool exec_mode = argc == 2 && strcmp(argv[1], "exec") == 0;
   if (!create && !exec_mode) {

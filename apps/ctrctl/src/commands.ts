@@ -4,6 +4,97 @@ import type { Command } from './command.js';
 type Loader = () => Promise<{ command: Command }>;
 
 export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
+  run: { summary: 'Create and run a new container from an image', load: () => import('./commands/run.js') },
+  'container run': { summary: 'Create and run a new container from an image', load: () => import('./commands/run.js') },
+  create: { summary: 'Create a new container', load: () => import('./commands/create.js') },
+  'container create': { summary: 'Create a new container', load: () => import('./commands/create.js') },
+  start: { summary: 'Start one or more stopped containers', load: () => import('./commands/start.js') },
+  'container start': { summary: 'Start one or more stopped containers', load: () => import('./commands/start.js') },
+  stop: { summary: 'Stop one or more running containers', load: () => import('./commands/stop.js') },
+  'container stop': { summary: 'Stop one or more running containers', load: () => import('./commands/stop.js') },
+  restart: { summary: 'Restart one or more containers', load: () => import('./commands/restart.js') },
+  'container restart': { summary: 'Restart one or more containers', load: () => import('./commands/restart.js') },
+  kill: { summary: 'Kill one or more running containers', load: () => import('./commands/kill.js') },
+  'container kill': { summary: 'Kill one or more running containers', load: () => import('./commands/kill.js') },
+  rm: { summary: 'Remove one or more containers', load: () => import('./commands/rm.js') },
+  'container rm': { summary: 'Remove one or more containers', load: () => import('./commands/rm.js') },
+  ps: { summary: 'List containers', load: () => import('./commands/ps.js') },
+  'container ps': { summary: 'List containers', load: () => import('./commands/ps.js') },
+  logs: { summary: 'Fetch the logs of a container', load: () => import('./commands/logs.js') },
+  'container logs': { summary: 'Fetch the logs of a container', load: () => import('./commands/logs.js') },
+  exec: { summary: 'Execute a command in a running container', load: () => import('./commands/exec.js') },
+  'container exec': { summary: 'Execute a command in a running container', load: () => import('./commands/exec.js') },
+  attach: {
+    summary: 'Attach local standard input, output, and error streams to a running container',
+    load: () => import('./commands/attach.js'),
+  },
+  'container attach': {
+    summary: 'Attach local standard input, output, and error streams to a running container',
+    load: () => import('./commands/attach.js'),
+  },
+  inspect: {
+    summary: 'Return low-level information on containers or images',
+    load: () => import('./commands/inspect.js'),
+  },
+  'container inspect': {
+    summary: 'Return low-level information on containers or images',
+    load: () => import('./commands/inspect.js'),
+  },
+  wait: {
+    summary: 'Block until one or more containers stop, then print their exit codes',
+    load: () => import('./commands/wait.js'),
+  },
+  'container wait': {
+    summary: 'Block until one or more containers stop, then print their exit codes',
+    load: () => import('./commands/wait.js'),
+  },
+  stats: {
+    summary: 'Display a live stream of container(s) resource usage statistics',
+    load: () => import('./commands/stats.js'),
+  },
+  'container stats': {
+    summary: 'Display a live stream of container(s) resource usage statistics',
+    load: () => import('./commands/stats.js'),
+  },
+  top: { summary: 'Display the running processes of a container', load: () => import('./commands/top.js') },
+  'container top': { summary: 'Display the running processes of a container', load: () => import('./commands/top.js') },
+  pause: { summary: 'Pause all processes within one or more containers', load: () => import('./commands/pause.js') },
+  'container pause': {
+    summary: 'Pause all processes within one or more containers',
+    load: () => import('./commands/pause.js'),
+  },
+  unpause: {
+    summary: 'Unpause all processes within one or more containers',
+    load: () => import('./commands/unpause.js'),
+  },
+  'container unpause': {
+    summary: 'Unpause all processes within one or more containers',
+    load: () => import('./commands/unpause.js'),
+  },
+  port: {
+    summary: 'List port mappings or a specific mapping for the container',
+    load: () => import('./commands/port.js'),
+  },
+  'container port': {
+    summary: 'List port mappings or a specific mapping for the container',
+    load: () => import('./commands/port.js'),
+  },
+  rename: { summary: 'Rename a container', load: () => import('./commands/rename.js') },
+  'container rename': { summary: 'Rename a container', load: () => import('./commands/rename.js') },
+  'container ls': { summary: 'List containers', load: () => import('./commands/ps.js') },
+  'container list': { summary: 'List containers', load: () => import('./commands/ps.js') },
+  'container remove': { summary: 'Remove one or more containers', load: () => import('./commands/rm.js') },
+  'container prune': { summary: 'Remove all stopped containers', load: () => import('./commands/container-prune.js') },
+  'volume create': { summary: 'Create a volume', load: () => import('./commands/volume-create.js') },
+  'volume ls': { summary: 'List volumes', load: () => import('./commands/volume-ls.js') },
+  'volume list': { summary: 'List volumes', load: () => import('./commands/volume-ls.js') },
+  'volume inspect': {
+    summary: 'Display detailed information on one or more volumes',
+    load: () => import('./commands/volume-inspect.js'),
+  },
+  'volume rm': { summary: 'Remove one or more volumes', load: () => import('./commands/volume-rm.js') },
+  'volume remove': { summary: 'Remove one or more volumes', load: () => import('./commands/volume-rm.js') },
+  'volume prune': { summary: 'Remove unused local volumes', load: () => import('./commands/volume-prune.js') },
   version: { summary: 'Show the ctr version information', load: () => import('./commands/version.js') },
   info: { summary: 'Display system-wide information', load: () => import('./commands/info.js') },
   events: { summary: 'Get real time events from the engine', load: () => import('./commands/events.js') },
@@ -66,6 +157,8 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
 /** Groups: `ctrctl system ...`. */
 export const GROUPS: Record<string, string> = {
   image: 'Manage images',
+  container: 'Manage containers',
   network: 'Manage networks',
+  volume: 'Manage volumes',
   system: 'Manage the engine',
 };

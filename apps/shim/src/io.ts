@@ -9,7 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { ReadStream } from 'node:tty';
 import { setWindowSize } from '@ctr/sys';
-import type { JsonLogWriter, StreamName } from './jsonlog.js';
+import type { JsonLogWriter, StreamName } from '@ctr/common/jsonlog';
 
 export type Stdio = 'ignore' | 'pipe' | number;
 

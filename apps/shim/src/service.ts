@@ -14,7 +14,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@c
 import { implement, type ServiceBinding } from '@ctr/common/grpc';
 import { cgroupParent, validateId } from '@ctr/common/names';
 import type { Process, Resources } from '@ctr/oci';
-import { type LogEntry, readLogEntries } from './jsonlog.js';
+import { type LogEntry, readLogEntries } from '@ctr/common/jsonlog';
 import type { Runtime } from './runtime.js';
 import { type ExitRecord, type Proc, Task, type TaskContext } from './task.js';
 
@@ -188,6 +188,8 @@ async function attach(call: ServerDuplexStream<AttachRequest, AttachResponse>, t
   const unsubscribe = proc.io.subscribe((stream, data) => {
     call.write({ part: stream === 'stdout' ? { $case: 'stdout', value: data } : { $case: 'stderr', value: data } });
   });
+  // An empty first chunk says "attached": a caller can start the process now and miss no output.
+  call.write({ part: { $case: 'stdout', value: Buffer.alloc(0) } });
   call.on('data', (req: AttachRequest) => {
     if (req.part?.$case === 'stdin') proc.io.writeStdin(req.part.value);
     else if (req.part?.$case === 'closeStdin') proc.io.closeStdin();

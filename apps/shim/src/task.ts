@@ -16,7 +16,7 @@ import { MNT, mount, mountOverlay, umount } from '@ctr/sys';
 import { InitError } from './init/launch.js';
 import { parseMountOptions } from './init/plan.js';
 import { ProcessIO } from './io.js';
-import { DEFAULT_LOG_LIMITS, JsonLogWriter } from './jsonlog.js';
+import { DEFAULT_LOG_LIMITS, JsonLogWriter } from '@ctr/common/jsonlog';
 import type { Launched, Runtime } from './runtime.js';
 
 export type Status = 'created' | 'running' | 'stopped';

@@ -73,6 +73,8 @@ export interface RunOptions {
   oomScoreAdj?: number;
   /** uid/gid lookups in the image (its /etc/passwd and /etc/group). */
   users?: UserDb;
+  /** The engine's own hard limit of open files: the default nofile is not set above it. */
+  nofileCeiling?: number;
 }
 
 export interface PasswdEntry {
@@ -187,9 +189,11 @@ const RLIMIT_NAMES = new Set([
   'stack',
 ]);
 
-function rlimits(ulimits: Ulimit[] = []): Rlimit[] {
-  // docker's daemon default: nofile 1048576 unless the run says otherwise.
-  const byName = new Map<string, Rlimit>([['nofile', { type: 'RLIMIT_NOFILE', soft: 1048576, hard: 1048576 }]]);
+function rlimits(ulimits: Ulimit[] = [], ceiling = 1048576): Rlimit[] {
+  // docker's daemon default: nofile 1048576 unless the run says otherwise; never above what the engine
+  // itself may raise to (without CAP_SYS_RESOURCE a hard limit cannot go up).
+  const nofile = Math.min(1048576, ceiling);
+  const byName = new Map<string, Rlimit>([['nofile', { type: 'RLIMIT_NOFILE', soft: nofile, hard: nofile }]]);
   for (const u of ulimits) {
     if (!RLIMIT_NAMES.has(u.name)) throw new Error(`invalid ulimit type: ${u.name}`);
     if (u.soft > u.hard) throw new Error(`ulimit ${u.name}: soft limit ${u.soft} is above the hard limit ${u.hard}`);
@@ -309,7 +313,7 @@ export function generateSpec(image: ImageConfig, o: RunOptions): Spec {
         inheritable: [],
         ambient: [],
       },
-      rlimits: rlimits(o.ulimits),
+      rlimits: rlimits(o.ulimits, o.nofileCeiling),
       noNewPrivileges: security.noNewPrivileges,
       oomScoreAdj: o.oomScoreAdj,
     },

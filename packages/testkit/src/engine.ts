@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ContainersService } from '@ctr/api/containers/v1/containers';
 import { ServiceState, type ServiceStatus, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { layout } from '@ctr/common/config';
 import { type ApiClient, dial, type ServiceDef } from '@ctr/common/grpc';
@@ -222,6 +223,23 @@ export class TestEngine {
     });
   }
 
+  /**
+   * Removes every container through the engine's own API (rm -f -v), as a
+   * user tears down; ctrd's SIGTERM then leaves nothing running (a clean stop
+   * of ctrd keeps containers, as containerd's does).
+   */
+  async removeContainers(): Promise<void> {
+    const api = dial(ContainersService, this.paths.serviceSocket('container-service'));
+    try {
+      const { containers } = await api.list({ all: true, filters: [], size: false }, { timeoutMs: 10_000 });
+      for (const c of containers) {
+        await api.delete({ ref: c.id, force: true, removeVolumes: true }, { timeoutMs: 30_000 }).catch(() => undefined);
+      }
+    } finally {
+      api.close();
+    }
+  }
+
   /** Kills ctrd without letting it stop anything (the services keep running). */
   async killCtrd(): Promise<void> {
     const child = this.#ctrd;
@@ -246,6 +264,7 @@ export class TestEngine {
         await this.startCtrd().catch(() => undefined);
       }
     }
+    await this.removeContainers().catch(() => undefined);
     const child = this.#ctrd;
     if (child?.pid && child.exitCode === null) {
       const exited = new Promise((r) => child.once('exit', r));

@@ -1,0 +1,278 @@
+/**
+ * The container lifecycle through ctrctl only, as a docker user types it,
+ * against an isolated engine and a real registry holding a skopeo-pushed
+ * busybox image: run, ports, exec, logs, stop, rm, inspect, wait, volumes,
+ * limits, restart policies, a real pseudo-terminal, and a kill -9 of
+ * container-service while containers run and exit.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  buildBusyboxImage,
+  CTRCTL_MAIN,
+  freePort,
+  pushLayout,
+  sleep,
+  TestEngine,
+  TestRegistry,
+  waitFor,
+} from '@ctr/testkit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+let engine: TestEngine;
+let registry: TestRegistry;
+let image: string;
+
+beforeAll(async () => {
+  [engine, registry] = await Promise.all([TestEngine.start(), TestRegistry.start()]);
+  const layout = await buildBusyboxImage(join(engine.dir, 'img'), '1');
+  image = `${registry.host}/busybox:1`;
+  await pushLayout(layout.dir, '1', image);
+}, 120_000);
+
+afterAll(async () => {
+  await engine?.stop();
+  await registry?.stop();
+});
+
+const ctrctl = (args: string[], input?: string) => engine.ctrctl(args, { input });
+const ok = async (args: string[]) => {
+  const r = await ctrctl(args);
+  if (r.code !== 0) throw new Error(`ctrctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
+  return r.stdout.trim();
+};
+const inspect = (ref: string, format: string) => ok(['inspect', '-f', format, ref]);
+const entries = (dir: string) => readdir(dir).catch(() => [] as string[]);
+
+describe('ctrctl container commands', () => {
+  it('run --rm prints the output, pulls first, and leaves nothing', async () => {
+    const r = await ctrctl(['run', '--rm', image, 'echo', 'hi']);
+    expect(r).toMatchObject({ stdout: 'hi\n', code: 0 });
+    expect(r.stderr).toContain(`Unable to find image '${image}' locally`);
+    expect(await ok(['ps', '-aq'])).toBe('');
+    expect(await entries(join(engine.root, 'containers'))).toEqual([]);
+    expect(await entries(join(engine.state, 'shims'))).toEqual([]);
+    expect(await entries(join(engine.state, 'netns'))).toEqual([]);
+  });
+
+  it('passes exit codes on: the command, 127 for a missing one, 125 for an engine error', async () => {
+    expect((await ctrctl(['run', '--rm', image, 'sh', '-c', 'exit 7'])).code).toBe(7);
+    // --init: a reaper is PID 1 and passes the code on.
+    const init = await ctrctl(['run', '--rm', '--init', image, 'sh', '-c', 'ps -o pid,args | grep -w 1; exit 6']);
+    expect(init.code).toBe(6);
+    expect(init.stdout).toContain('/sbin/docker-init -- sh -c');
+    const missing = await ctrctl(['run', '--rm', image, 'nosuch']);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr.trim()).toBe('Error: exec: "nosuch": executable file not found in $PATH');
+    const bad = await ctrctl(['run', '--rm', '-p', 'x:y', image, 'true']);
+    expect(bad.code).toBe(125);
+    expect((await ctrctl(['run', '--rm', '--restart', 'always', image, 'true'])).code).toBe(125);
+    const noImage = await ctrctl(['run', '--rm', '--pull', 'never', `${registry.host}/nope:1`, 'true']);
+    expect(noImage.code).toBe(125);
+    expect(noImage.stderr).toContain('No such image');
+    // A failed run leaves no container behind.
+    expect(await ok(['ps', '-aq'])).toBe('');
+  });
+
+  it('run -d -p 127.0.0.1:PORT:80 serves on that port; exec, logs, inspect, port, top, stop, rm', async () => {
+    const port = await freePort();
+    const www = join(engine.dir, 'www');
+    await mkdir(www, { recursive: true });
+    await writeFile(join(www, 'index.html'), 'hello from ctr\n');
+    const id = await ok([
+      'run',
+      '-d',
+      '--name',
+      'web',
+      '-p',
+      `127.0.0.1:${port}:80`,
+      '-v',
+      `${www}:/www:ro`,
+      image,
+      'sh',
+      '-c',
+      'echo started; echo oops >&2; exec httpd -f -p 80 -h /www',
+    ]);
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    const body = await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${port}/index.html`).catch(() => undefined);
+      return r?.ok ? r.text() : undefined;
+    }, 'httpd to answer');
+    expect(body).toBe('hello from ctr\n');
+    const ps = await ok(['ps']);
+    expect(ps.split('\n')[0]).toMatch(/^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/);
+    expect(ps).toContain(`127.0.0.1:${port}->80/tcp`);
+    expect(ps).toMatch(/Up .* web$/m);
+
+    const exec = await ctrctl(['exec', 'web', 'sh', '-c', 'cat /www/index.html; echo err >&2; exit 3']);
+    expect(exec).toMatchObject({ code: 3, stdout: 'hello from ctr\n', stderr: 'err\n' });
+    expect((await ctrctl(['exec', 'web', 'nosuch'])).code).toBe(127);
+    expect((await ctrctl(['exec', '-u', 'nobody', 'web', 'id', '-u'])).stdout.trim()).toBe('65534');
+
+    const logs = await ctrctl(['logs', 'web']);
+    expect(logs).toMatchObject({ stdout: 'started\n', stderr: 'oops\n' });
+    expect((await ctrctl(['logs', '-t', '--tail', '1', 'web'])).stdout).toBe('');
+    expect((await ctrctl(['logs', '-t', 'web'])).stdout).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z started\n$/);
+
+    expect(await inspect('web', '{{.State.Status}} {{.State.Running}} {{.Name}} {{.Id}}')).toBe(
+      `running true /web ${id}`,
+    );
+    expect(Number(await inspect('web', '{{.State.Pid}}'))).toBeGreaterThan(1);
+    expect(await inspect('web', '{{.NetworkSettings.IPAddress}}')).toMatch(/^100\.\d+\.\d+\.\d+$/);
+    expect(await inspect('web', '{{json .NetworkSettings.Ports}}')).toBe(
+      `{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"${port}"}]}`,
+    );
+    const json = JSON.parse(await ok(['inspect', 'web']));
+    expect(json[0].Mounts[0]).toMatchObject({ Type: 'bind', Source: www, Destination: '/www', RW: false });
+    expect(await ok(['port', 'web'])).toBe(`80/tcp -> 127.0.0.1:${port}`);
+    expect(await ok(['top', 'web'])).toContain('httpd -f -p 80 -h /www');
+
+    const rm = await ctrctl(['rm', 'web']);
+    expect(rm.code).toBe(1);
+    expect(rm.stderr).toContain('container is running: stop the container before removing or force remove');
+    expect(await ok(['stop', '-t', '1', 'web'])).toBe('web');
+    expect(await inspect('web', '{{.State.Status}} {{.State.ExitCode}}')).toBe('exited 137');
+    expect(await ok(['ps', '-a', '--filter', 'status=exited', '--format', '{{.Names}}'])).toBe('web');
+    expect(
+      await fetch(`http://127.0.0.1:${port}/`).then(
+        () => 'answered',
+        () => 'refused',
+      ),
+    ).toBe('refused');
+    // Started again, it serves again.
+    await ok(['start', 'web']);
+    await waitFor(
+      async () => (await fetch(`http://127.0.0.1:${port}/index.html`).catch(() => undefined))?.ok,
+      'httpd again',
+    );
+    expect(await ok(['rm', '-f', 'web'])).toBe('web');
+    const gone = await ctrctl(['inspect', 'web']);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain('No such object: web');
+  });
+
+  it('logs -f follows until the container exits; wait prints the exit code', async () => {
+    const id = await ok(['run', '-d', image, 'sh', '-c', 'for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 5']);
+    const follow = await ctrctl(['logs', '-f', id]);
+    expect(follow.stdout).toBe('line1\nline2\nline3\n');
+    expect(await ok(['wait', id])).toBe('5');
+    expect(await inspect(id, '{{.State.ExitCode}}')).toBe('5');
+    await ok(['rm', id]);
+  });
+
+  it('a named volume keeps its data across two containers', async () => {
+    expect(await ok(['volume', 'create', 'data'])).toBe('data');
+    await ok(['run', '--rm', '-v', 'data:/data', image, 'sh', '-c', 'echo kept > /data/file']);
+    expect(await ok(['run', '--rm', '-v', 'data:/data', image, 'cat', '/data/file'])).toBe('kept');
+    expect(await ok(['volume', 'ls', '-q'])).toContain('data');
+    const id = await ok(['create', '-v', 'data:/data', image, 'true']);
+    const busy = await ctrctl(['volume', 'rm', 'data']);
+    expect(busy.code).toBe(1);
+    expect(busy.stderr).toContain('volume is in use');
+    await ok(['rm', id]);
+    expect(await ok(['volume', 'rm', 'data'])).toBe('data');
+  });
+
+  it('--memory: the OOM killer ends the container and inspect says OOMKilled', async () => {
+    const id = await ok([
+      'run',
+      '-d',
+      '--memory',
+      '16m',
+      '--memory-swap',
+      '16m',
+      image,
+      'sh',
+      '-c',
+      'x=$(head -c 64000000 /dev/zero | tr "\\0" a); echo never',
+    ]);
+    expect(await ok(['wait', id])).toBe('137');
+    expect(await inspect(id, '{{.State.OOMKilled}} {{.HostConfig.Memory}}')).toBe(`true ${16 * 1024 * 1024}`);
+    await ok(['rm', id]);
+  });
+
+  it('--restart on-failure:2 restarts twice, then stays exited', async () => {
+    const id = await ok(['run', '-d', '--restart', 'on-failure:2', image, 'sh', '-c', 'echo run; exit 3']);
+    await waitFor(
+      async () => (await inspect(id, '{{.State.Status}} {{.RestartCount}}')) === 'exited 2',
+      'two restarts',
+      { timeoutMs: 15_000 },
+    );
+    await sleep(1000);
+    expect(await inspect(id, '{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}')).toBe('exited 2 3');
+    expect((await ok(['logs', id])).split('\n')).toEqual(['run', 'run', 'run']);
+    await ok(['rm', id]);
+  });
+
+  it('-it runs through a real pseudo-terminal', async () => {
+    // script(1) gives ctrctl a terminal (and the container one of its own); what is typed goes through it.
+    const cmd = `${process.execPath} ${CTRCTL_MAIN} run --rm -i -t ${image} sh; echo rc=$?`;
+    const out = execFileSync('bash', ['-c', `(printf 'tty; exit 4\\n'; sleep 3) | script -qec '${cmd}' /dev/null`], {
+      env: engine.env,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(out).toContain('/dev/pts/0');
+    expect(out).toMatch(/rc=4/);
+  });
+});
+
+describe('container-service restarts', () => {
+  it('killed with SIGKILL while 10 containers run: they keep running, exits during the outage keep their codes and --rm', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) ids.push(await ok(['run', '-d', '--name', `long${i}`, image, 'sleep', '600']));
+    const pids = await Promise.all(ids.map((id) => inspect(id, '{{.State.Pid}}')));
+    // Two that end while the service is down: one keeps its code, one is --rm.
+    const gate = join(engine.dir, 'gate');
+    await mkdir(gate, { recursive: true });
+    const coded = await ok([
+      'run',
+      '-d',
+      '-v',
+      `${gate}:/gate`,
+      image,
+      'sh',
+      '-c',
+      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 42',
+    ]);
+    const removed = await ok([
+      'run',
+      '-d',
+      '--rm',
+      '-v',
+      `${gate}:/gate`,
+      image,
+      'sh',
+      '-c',
+      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 0',
+    ]);
+
+    const before = await engine.service('container-service');
+    process.kill(before.pid, 'SIGKILL');
+    await writeFile(join(gate, 'go'), '');
+    await sleep(500);
+    await waitFor(
+      async () => {
+        const s = await engine.service('container-service').catch(() => undefined);
+        return s && s.pid !== before.pid && s.state === 2;
+      },
+      'container-service to come back',
+      { timeoutMs: 20_000 },
+    );
+
+    for (const [i, id] of ids.entries()) {
+      expect(await inspect(id, '{{.State.Status}} {{.State.Pid}}')).toBe(`running ${pids[i]}`);
+      process.kill(Number(pids[i]), 0);
+    }
+    const running = (await ok(['ps', '--filter', 'name=long', '--format', '{{.Names}}'])).split('\n').sort();
+    expect(running).toEqual(ids.map((_, i) => `long${i}`).sort());
+    await waitFor(async () => (await inspect(coded, '{{.State.Status}}')) === 'exited', 'the coded exit');
+    expect(await inspect(coded, '{{.State.ExitCode}}')).toBe('42');
+    await waitFor(async () => (await ctrctl(['inspect', removed])).code === 1, 'the --rm container to go');
+    // And the service still drives them.
+    expect(await ok(['exec', 'long0', 'echo', 'alive'])).toBe('alive');
+    await ok(['rm', '-f', ...ids, coded]);
+    expect(await ok(['ps', '-aq'])).toBe('');
+  }, 120_000);
+});

@@ -1,0 +1,1097 @@
+/**
+ * The container lifecycle: create (record, snapshot, volumes), start (network,
+ * spec, bundle, a detached shim), the watch on each running task, what an exit
+ * means (--rm, restart policy with backoff), stop/kill/pause/remove, and the
+ * reconcile after this service's own restart.
+ *
+ * Truth and order: a container's exit is written here before anything acts on
+ * it; the shim keeps the exit status until then, so after a crash of this
+ * service the shim's State is read again and nothing is lost. A stopped
+ * container holds no shim, no namespace and no address.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type {
+  Container,
+  ContainerConfig,
+  ContainerState,
+  MountSpec,
+  NetworkAttachment,
+  PortBinding,
+} from '@ctr/api/containers/v1/containers';
+import type { ImagesService } from '@ctr/api/images/v1/images';
+import type { NetworksService, PortMapping } from '@ctr/api/networks/v1/networks';
+import { Status } from '@ctr/api/shim/v1/shim';
+import type { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
+import type { Config, Layout } from '@ctr/common/config';
+import { resolveEventsUrl } from '@ctr/common/daemon';
+import {
+  alreadyExists,
+  CtrError,
+  failedPrecondition,
+  fromGrpcError,
+  invalidArgument,
+  isNotFound,
+  isUnavailable,
+  notFound,
+} from '@ctr/common/errors';
+import type { EventBus } from '@ctr/common/events';
+import { writeFileAtomic } from '@ctr/common/fsutil';
+import type { ApiClient } from '@ctr/common/grpc';
+import { socketAlive } from '@ctr/common/grpc';
+import type { Logger } from '@ctr/common/log';
+import { mergeEnv, type Spec } from '@ctr/oci';
+import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
+import { randomName, VALID_NAME } from './names.js';
+import { bundleConfig, containerSpec, imageUsers, layerDirs, type NameFiles } from './spec.js';
+import type { ContainerRecord, Store } from './store.js';
+import type { Volumes } from './volumes.js';
+
+export interface Deps {
+  config: Config;
+  layout: Layout;
+  log: Logger;
+  bus: EventBus;
+  store: Store;
+  volumes: Volumes;
+  images: ApiClient<typeof ImagesService>;
+  snapshots: ApiClient<typeof SnapshotsService>;
+  networks: ApiClient<typeof NetworksService>;
+  /** The static ctr-init, bind-mounted as the container's PID 1 for --init. */
+  initBinary: string;
+}
+
+const LIVE = new Set(['running', 'paused']);
+const DAY = 24 * 3600_000;
+/** The label that ties a snapshot to its container (orphans are removed on start). */
+export const SNAPSHOT_LABEL = 'ctr.container';
+const INIT_PATH = '/sbin/docker-init';
+
+const SIGNALS: Record<string, number> = {
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPWR: 30,
+  SIGSYS: 31,
+};
+
+/** docker's signal syntax: "KILL", "SIGKILL", "9". */
+export function parseSignal(value: string, fallback = 15): number {
+  if (!value) return fallback;
+  if (/^\d+$/.test(value)) {
+    const n = Number(value);
+    if (n < 1 || n > 64) throw invalidArgument(`Invalid signal: ${value}`);
+    return n;
+  }
+  const name = value.toUpperCase().startsWith('SIG') ? value.toUpperCase() : `SIG${value.toUpperCase()}`;
+  const n = SIGNALS[name];
+  if (!n) throw invalidArgument(`Invalid signal: ${value}`);
+  return n;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function emptyState(): ContainerState {
+  return {
+    status: 'created',
+    running: false,
+    paused: false,
+    restarting: false,
+    oomKilled: false,
+    dead: false,
+    pid: 0,
+    exitCode: 0,
+    error: '',
+    startedAt: undefined,
+    finishedAt: undefined,
+  };
+}
+
+/** docker's log options: max-size (k/m/g) and max-file. */
+function logLimits(opts: Record<string, string>): { maxSize: bigint; maxFiles: number } {
+  let maxSize = 0n;
+  let maxFiles = 0;
+  for (const [k, v] of Object.entries(opts)) {
+    if (k === 'max-size') {
+      const m = /^(\d+)([kmg]?)b?$/i.exec(v);
+      if (!m) throw invalidArgument(`invalid value for log-opt max-size: ${v}`);
+      const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g'];
+      maxSize = BigInt(Number(m[1]) * unit);
+    } else if (k === 'max-file') {
+      if (!/^\d+$/.test(v) || Number(v) < 1) throw invalidArgument(`invalid value for log-opt max-file: ${v}`);
+      maxFiles = Number(v);
+    } else if (k !== 'compress') {
+      throw invalidArgument(`unknown log opt '${k}' for json-file log driver`);
+    }
+  }
+  return { maxSize, maxFiles };
+}
+
+export class Containers {
+  #locks = new Map<string, Promise<unknown>>();
+  #shims = new Map<string, ShimClient>();
+  /** The watch of each running task: resolves once its exit has been handled (--rm and policy included). */
+  #monitors = new Map<string, Promise<void>>();
+  #changed = new Map<string, Set<() => void>>();
+  #restartTimers = new Map<string, NodeJS.Timeout>();
+  #removing = new Set<string>();
+  #closing = false;
+  #engine?: ShimEngine;
+
+  constructor(private readonly d: Deps) {}
+
+  // ---------------------------------------------------------------- lookup
+
+  /** A container by full id, name, or unique id prefix. */
+  find(ref: string): ContainerRecord {
+    const { store } = this.d;
+    const byId = store.container(ref) ?? store.byName(ref.replace(/^\//, ''));
+    if (byId) return byId;
+    if (/^[0-9a-f]{1,63}$/.test(ref)) {
+      const matches = store.containers().filter((r) => r.container.id.startsWith(ref));
+      if (matches.length === 1) return matches[0];
+      if (matches.length > 1) throw invalidArgument(`multiple IDs found with provided prefix: ${ref}`);
+    }
+    throw notFound(`No such container: ${ref}`);
+  }
+
+  list(): ContainerRecord[] {
+    return this.d.store.containers();
+  }
+
+  // ---------------------------------------------------------------- create
+
+  async create(requestedName: string, cfg: ContainerConfig): Promise<Container> {
+    const { store, images, snapshots, layout } = this.d;
+    if (!cfg.image) throw invalidArgument('No image specified');
+    let name = requestedName.replace(/^\//, '');
+    if (name) {
+      if (!VALID_NAME.test(name))
+        throw invalidArgument(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      const taken = store.byName(name);
+      if (taken) throw this.#nameConflict(name, taken.container.id);
+    } else {
+      name = randomName((n) => Boolean(store.byName(n)));
+    }
+    const policy = cfg.restartPolicy?.name || 'no';
+    if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(policy))
+      throw invalidArgument(`invalid restart policy: ${policy}`);
+    if (cfg.autoRemove && policy !== 'no') throw invalidArgument('Conflicting options: --restart and --rm');
+    const log = logLimits(cfg.logOptions);
+
+    let image: Awaited<ReturnType<typeof images.config>>;
+    try {
+      image = await images.config({ ref: cfg.image });
+    } catch (err) {
+      if (isNotFound(err)) throw notFound(`No such image: ${cfg.image}`);
+      throw err;
+    }
+    const imageDoc = JSON.parse(image.configJson.toString()) as { config?: ContainerRecord['imageConfig'] };
+    const imageConfig = imageDoc.config ?? {};
+    const entrypoint = cfg.entrypointSet ? cfg.entrypoint : (imageConfig.Entrypoint ?? []);
+    let cmd = cfg.entrypointSet ? [] : (imageConfig.Cmd ?? []);
+    if (cfg.cmd.length) cmd = cfg.cmd;
+    const argv = [...entrypoint, ...cmd];
+    if (!argv.length) throw invalidArgument('no command specified');
+
+    const id = randomBytes(32).toString('hex');
+    const dir = layout.containerDir(id);
+    const undo: (() => Promise<unknown>)[] = [];
+    const anonymous: string[] = [];
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o710 });
+      undo.push(() => rm(dir, { recursive: true, force: true }));
+      const { mounts: rootfs } = await snapshots.prepare({
+        key: id,
+        parent: image.chainId,
+        labels: { [SNAPSHOT_LABEL]: id },
+      });
+      undo.push(() => snapshots.remove({ key: id }));
+
+      const mounts: MountSpec[] = [];
+      for (const m of cfg.mounts) mounts.push(await this.#resolveMount(m, anonymous, undo));
+      for (const target of Object.keys(imageConfig.Volumes ?? {})) {
+        if (mounts.some((m) => m.target === target)) continue;
+        mounts.push(
+          await this.#resolveMount(
+            { type: 'volume', source: '', target, readOnly: false, options: [], hostPath: '' },
+            anonymous,
+            undo,
+          ),
+        );
+      }
+
+      const container: Container = {
+        id,
+        name,
+        image: cfg.image,
+        imageId: image.id,
+        // What runs, as docker records it: the image's defaults merged in.
+        config: {
+          ...cfg,
+          env: mergeEnv(imageConfig.Env ?? [], cfg.env),
+          entrypoint,
+          cmd,
+          workingDir: cfg.workingDir || imageConfig.WorkingDir || '',
+          user: cfg.user || imageConfig.User || '',
+          labels: { ...(imageConfig.Labels ?? {}), ...cfg.labels },
+          stopSignal: cfg.stopSignal || imageConfig.StopSignal || '',
+          exposedPorts: [...new Set([...Object.keys(imageConfig.ExposedPorts ?? {}), ...cfg.exposedPorts])],
+          restartPolicy: { name: policy, maximumRetryCount: cfg.restartPolicy?.maximumRetryCount ?? 0 },
+        },
+        state: emptyState(),
+        createdAt: new Date(),
+        snapshotKey: id,
+        bundlePath: layout.bundleDir(id),
+        logPath: join(dir, `${id}-json.log`),
+        restartCount: 0,
+        networks: [],
+        ports: [],
+        mounts,
+        path: argv[0],
+        args: argv.slice(1),
+        resolvConfPath: join(dir, 'resolv.conf'),
+        hostsPath: join(dir, 'hosts'),
+        hostnamePath: join(dir, 'hostname'),
+        sizeRw: 0n,
+        sizeRootFs: 0n,
+      };
+      const record: ContainerRecord = {
+        container,
+        imageConfig,
+        chainId: image.chainId,
+        manuallyStopped: false,
+        anonymousVolumes: anonymous,
+      };
+      // What a start would refuse (a user the image does not have, a bad option) is refused now.
+      containerSpec(container, imageConfig, { users: imageUsers(layerDirs(rootfs)) });
+      void log;
+      // The name is taken in the same statement that stores the record.
+      try {
+        store.putContainer(record);
+      } catch (err) {
+        const other = store.byName(name);
+        if (other) throw this.#nameConflict(name, other.container.id);
+        throw err;
+      }
+      void this.d.bus.publish('containerCreated', { id, name, image: cfg.image });
+      return container;
+    } catch (err) {
+      for (const u of undo.reverse()) await u().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  #nameConflict(name: string, id: string) {
+    return alreadyExists(
+      `Conflict. The container name "/${name}" is already in use by container "${id}". You have to remove (or rename) that container to be able to reuse that name.`,
+    );
+  }
+
+  async #resolveMount(m: MountSpec, anonymous: string[], undo: (() => Promise<unknown>)[]): Promise<MountSpec> {
+    if (!m.target.startsWith('/'))
+      throw invalidArgument(`invalid mount config: the mount point ${m.target} is not absolute`);
+    if (m.type === 'volume') {
+      const existed = m.source ? Boolean(this.d.store.volume(m.source)) : false;
+      const v = await this.d.volumes.create(m.source);
+      if (!m.source) anonymous.push(v.name);
+      if (!existed) undo.push(() => this.d.volumes.remove(v.name, true));
+      return { ...m, source: v.name, hostPath: v.mountpoint };
+    }
+    if (m.type === 'bind') {
+      if (!m.source.startsWith('/'))
+        throw invalidArgument(`invalid mount config: bind source path must be absolute: ${m.source}`);
+      // docker -v makes a missing host directory; --mount refuses it (ctrctl checks that before it asks).
+      if (!existsSync(m.source)) await mkdir(m.source, { recursive: true });
+      return { ...m, hostPath: m.source };
+    }
+    if (m.type === 'tmpfs') return { ...m, hostPath: '' };
+    throw invalidArgument(`invalid mount config: unknown mount type ${m.type}`);
+  }
+
+  // ---------------------------------------------------------------- locks and waiting
+
+  async #locked<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#locks.get(id) ?? Promise.resolve();
+    const next = prev.catch(() => undefined).then(fn);
+    this.#locks.set(id, next);
+    try {
+      return await next;
+    } finally {
+      if (this.#locks.get(id) === next) this.#locks.delete(id);
+    }
+  }
+
+  #notify(id: string) {
+    const set = this.#changed.get(id);
+    if (!set) return;
+    this.#changed.delete(id);
+    for (const f of set) f();
+  }
+
+  /** Resolves at the container's next state change (or removal). */
+  #nextChange(id: string): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.#changed.get(id);
+      if (!set) {
+        set = new Set();
+        this.#changed.set(id, set);
+      }
+      set.add(resolve);
+    });
+  }
+
+  /** docker wait: not-running (default), next-exit, removed. */
+  async wait(ref: string, condition: 'not-running' | 'next-exit' | 'removed'): Promise<ContainerState> {
+    let rec = this.find(ref);
+    const id = rec.container.id;
+    const startedAt = rec.container.state?.finishedAt?.getTime() ?? 0;
+    for (;;) {
+      const change = this.#nextChange(id);
+      const current = this.d.store.container(id);
+      if (!current) {
+        if (condition === 'removed' || rec.container.state) return rec.container.state ?? emptyState();
+      } else {
+        rec = current;
+        const st = current.container.state ?? emptyState();
+        const stopped = !LIVE.has(st.status) && st.status !== 'restarting';
+        if (condition === 'not-running' && stopped && st.status !== 'created') return st;
+        if (condition === 'next-exit' && st.finishedAt && st.finishedAt.getTime() !== startedAt) return st;
+      }
+      await change;
+    }
+  }
+
+  // ---------------------------------------------------------------- start
+
+  /**
+   * Starts the container's task. `beforeStart` runs once the task exists in
+   * its shim and before its process runs (attach there, miss nothing).
+   */
+  start(ref: string, beforeStart?: (shim: ShimClient, id: string) => Promise<void>): Promise<number> {
+    const rec = this.find(ref);
+    return this.#locked(rec.container.id, () => this.#start(rec.container.id, beforeStart));
+  }
+
+  async #start(id: string, beforeStart?: (shim: ShimClient, id: string) => Promise<void>): Promise<number> {
+    const rec = this.d.store.container(id);
+    if (!rec) throw notFound(`No such container: ${id}`);
+    const c = rec.container;
+    const st = c.state ?? emptyState();
+    if (st.status === 'paused') throw failedPrecondition(`cannot start a paused container, try unpause instead`);
+    if (st.status === 'running') {
+      if (beforeStart) throw failedPrecondition(`container ${id} is already running`);
+      return st.pid;
+    }
+    if (st.status === 'removing') throw failedPrecondition(`container ${id} is being removed`);
+    this.#clearRestartTimer(id);
+    const undo: (() => Promise<unknown>)[] = [];
+    try {
+      const { netns, names, attachments, ports, joinNamespaces } = await this.#network(rec, undo);
+      const { mounts: rootfs } = await this.d.snapshots.mounts({ key: c.snapshotKey });
+      const spec = containerSpec(c, rec.imageConfig, {
+        netns,
+        names,
+        users: imageUsers(layerDirs(rootfs)),
+        initPath: c.config?.init ? INIT_PATH : undefined,
+        joinNamespaces,
+      });
+      if (c.config?.init) {
+        spec.mounts?.push({ destination: INIT_PATH, type: 'bind', source: this.d.initBinary, options: ['bind', 'ro'] });
+      }
+      await mkdir(c.bundlePath, { recursive: true, mode: 0o700 });
+      await writeFileAtomic(bundleConfig(c.bundlePath), JSON.stringify(spec));
+      const shim = await this.#shim(id, true);
+      if (!shim) throw new Error('unreachable');
+      undo.push(() => this.#dropShim(id));
+      // A stale task of an earlier run (this service died before it deleted it) goes first.
+      await shim.delete({ id, execId: '' }).catch(() => undefined);
+      const log = logLimits(c.config?.logOptions ?? {});
+      await shim.create({
+        id,
+        bundle: c.bundlePath,
+        rootfs,
+        terminal: Boolean(c.config?.tty),
+        stdin: Boolean(c.config?.openStdin),
+        log: { path: c.logPath, maxSize: log.maxSize, maxFiles: log.maxFiles, compress: false },
+        cgroupParent: '',
+        runtime: '',
+      });
+      undo.push(() => shim.delete({ id, execId: '' }));
+      await beforeStart?.(shim, id);
+      let pid: number;
+      try {
+        pid = (await shim.start({ id, execId: '' })).pid;
+      } catch (err) {
+        // The command could not run: the task ended with docker's code (127, 126), which the container keeps.
+        const exit = await shim.state({ id, execId: '' }).catch(() => undefined);
+        if (exit?.status === Status.STATUS_STOPPED) {
+          c.state = {
+            ...emptyState(),
+            status: 'exited',
+            exitCode: exit.exitStatus,
+            error: (err as Error).message,
+            startedAt: new Date(),
+            finishedAt: new Date(),
+          };
+          this.d.store.putContainer(rec);
+        }
+        throw err;
+      }
+      c.state = {
+        ...emptyState(),
+        status: 'running',
+        running: true,
+        pid,
+        startedAt: new Date(),
+        finishedAt: st.finishedAt,
+      };
+      c.networks = attachments;
+      c.ports = ports;
+      rec.manuallyStopped = false;
+      this.d.store.putContainer(rec);
+      this.#watch(id, shim, pid);
+      this.#notify(id);
+      return pid;
+    } catch (err) {
+      for (const u of undo.reverse()) await u().catch(() => undefined);
+      const after = this.d.store.container(id);
+      if (after && after.container.state?.status !== 'exited' && !after.container.state?.error) {
+        after.container.state = { ...(after.container.state ?? emptyState()), error: (err as Error).message };
+        this.d.store.putContainer(after);
+      }
+      this.#notify(id);
+      throw err;
+    }
+  }
+
+  /** The container's namespace, addresses, port maps and name files. */
+  async #network(rec: ContainerRecord, undo: (() => Promise<unknown>)[]) {
+    const c = rec.container;
+    const cfg = c.config as ContainerConfig;
+    const { networks } = this.d;
+    const mode = cfg.networkMode || 'bridge';
+    const attachments: NetworkAttachment[] = [];
+    const ports: PortBinding[] = [];
+    let joinNamespaces: Partial<Record<'network', string>> | undefined;
+    if (mode.startsWith('container:')) {
+      const target = this.find(mode.slice('container:'.length));
+      if (target.container.state?.status !== 'running')
+        throw failedPrecondition(`cannot join network of a non running container: ${target.container.id}`);
+      const sandbox = await networks.createSandbox({
+        containerId: c.id,
+        mode: `container:${target.container.id}`,
+        containerName: c.name,
+      });
+      undo.push(() => networks.removeSandbox({ containerId: c.id }));
+      const t = target.container;
+      return {
+        netns: sandbox.netnsPath || 'host',
+        names: { resolvConf: t.resolvConfPath, hosts: t.hostsPath, hostname: t.hostnamePath },
+        attachments,
+        ports,
+        joinNamespaces,
+      };
+    }
+    const special = mode === 'host' || mode === 'none';
+    const sandbox = await networks.createSandbox({
+      containerId: c.id,
+      mode: special ? mode : 'bridge',
+      containerName: c.name,
+    });
+    undo.push(() => networks.removeSandbox({ containerId: c.id }));
+    if (!special) {
+      const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
+      const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
+        protocol: p.protocol || 'tcp',
+        containerPort: p.containerPort,
+        hostPort: p.hostPort,
+        hostIp: p.hostIp,
+      }));
+      if (cfg.publishAllPorts) {
+        for (const e of exposed) {
+          const [port, proto = 'tcp'] = e.split('/');
+          if (!wanted.some((w) => w.containerPort === Number(port) && w.protocol === proto))
+            wanted.push({ protocol: proto, containerPort: Number(port), hostPort: 0, hostIp: '' });
+        }
+      }
+      const userNetwork = mode !== 'bridge';
+      const ep = await networks.attach({
+        containerId: c.id,
+        network: mode,
+        containerName: c.name,
+        aliases: userNetwork ? [...cfg.networkAliases, c.id.slice(0, 12)] : [],
+        ipv4Address: cfg.ipv4Address,
+        ports: wanted,
+        macAddress: '',
+        interfaceName: '',
+      });
+      attachments.push({
+        networkId: ep.networkId,
+        networkName: ep.networkName,
+        endpointId: ep.id,
+        ipv4Address: ep.ipv4Address,
+        prefixLength: ep.prefixLength,
+        gateway: ep.gateway,
+        macAddress: ep.macAddress,
+        aliases: ep.aliases,
+      });
+      for (const p of ep.ports)
+        ports.push({
+          protocol: p.protocol,
+          containerPort: p.containerPort,
+          hostPort: p.hostPort,
+          hostIp: p.hostIp || '0.0.0.0',
+        });
+    }
+    const names = await networks.names({
+      containerId: c.id,
+      hostname: cfg.hostname || (mode === 'host' ? '' : c.id.slice(0, 12)),
+      domainname: cfg.domainname,
+      dns: cfg.dns,
+      dnsSearch: cfg.dnsSearch,
+      dnsOptions: cfg.dnsOptions,
+      extraHosts: cfg.extraHosts.map((h) => {
+        const i = h.indexOf(':');
+        return { hostname: h.slice(0, i), ip: h.slice(i + 1) };
+      }),
+    });
+    const files: NameFiles = { resolvConf: c.resolvConfPath, hosts: c.hostsPath, hostname: c.hostnamePath };
+    await writeFile(files.resolvConf, names.resolvConf, { mode: 0o644 });
+    await writeFile(files.hosts, names.hosts, { mode: 0o644 });
+    await writeFile(files.hostname, `${names.hostname}\n`, { mode: 0o644 });
+    return {
+      netns: mode === 'host' ? 'host' : sandbox.netnsPath,
+      names: files,
+      attachments,
+      ports,
+      joinNamespaces,
+    };
+  }
+
+  // ---------------------------------------------------------------- shims
+
+  async #shimEngine(): Promise<ShimEngine> {
+    this.#engine ??= {
+      root: this.d.config.root,
+      state: this.d.config.state,
+      instance: this.d.config.instance,
+      eventsUrl: await resolveEventsUrl(this.d.config),
+      logLevel: this.d.config.log.level,
+    };
+    return this.#engine;
+  }
+
+  /** The container's shim: the one running (re-adopted from its socket), or a new one when `start`. */
+  async #shim(id: string, start = false): Promise<ShimClient | undefined> {
+    const known = this.#shims.get(id);
+    if (known) return known;
+    const engine = await this.#shimEngine();
+    if (await socketAlive(this.d.layout.shimSocket(id))) {
+      const client = connectShim(engine, id);
+      this.#shims.set(id, client);
+      return client;
+    }
+    if (!start) return undefined;
+    const s = await startShim(engine, id);
+    this.#shims.set(id, s.client);
+    return s.client;
+  }
+
+  /** The shim of a running task, or a clear error. */
+  async shimOf(ref: string): Promise<{ rec: ContainerRecord; shim: ShimClient }> {
+    const rec = this.find(ref);
+    const st = rec.container.state?.status ?? 'created';
+    if (!LIVE.has(st)) throw failedPrecondition(`container ${rec.container.id} is not running`);
+    const shim = await this.#shim(rec.container.id);
+    if (!shim) throw failedPrecondition(`container ${rec.container.id} is not running`);
+    return { rec, shim };
+  }
+
+  /** Ends the container's shim (it holds no running task by now). */
+  async #dropShim(id: string) {
+    const shim = await this.#shim(id).catch(() => undefined);
+    if (shim) {
+      await shim.delete({ id, execId: '' }).catch(() => undefined);
+      await shim.shutdown({ id, now: true }).catch(() => undefined);
+      shim.close();
+    }
+    this.#shims.delete(id);
+    // The shim removes its directory as it exits; a shim that died leaves it.
+    const dir = this.d.layout.shimDir(id);
+    for (let i = 0; i < 100 && existsSync(join(dir, 'shim.sock')); i++) await sleep(10);
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  // ---------------------------------------------------------------- exits
+
+  #watch(id: string, shim: ShimClient, pid: number) {
+    const monitor = (async () => {
+      for (;;) {
+        try {
+          const exit = await shim.wait({ id, execId: '' }, { timeoutMs: 365 * DAY });
+          await this.#exited(id, pid, { code: exit.exitStatus, at: exit.exitedAt ?? new Date(), oom: exit.oomKilled });
+          return;
+        } catch (err) {
+          if (this.#closing) return;
+          if (isUnavailable(err) && !(await socketAlive(this.d.layout.shimSocket(id)))) {
+            // The shim died with its task: the exit status went with it.
+            await this.#exited(id, pid, {
+              code: 255,
+              at: new Date(),
+              oom: false,
+              error: 'the shim exited unexpectedly',
+            });
+            return;
+          }
+          if (isNotFound(err)) {
+            await this.#exited(id, pid, {
+              code: 255,
+              at: new Date(),
+              oom: false,
+              error: 'the task is gone from its shim',
+            });
+            return;
+          }
+          this.d.log.warn({ err, id }, 'waiting for the task failed; retrying');
+          await sleep(500);
+        }
+      }
+    })().catch((err) => this.d.log.error({ err, id }, 'handling an exit failed'));
+    this.#monitors.set(id, monitor);
+  }
+
+  /** An exit: recorded first, then the task released, then --rm or the restart policy. */
+  async #exited(id: string, pid: number, exit: { code: number; at: Date; oom: boolean; error?: string }) {
+    const rec = this.d.store.container(id);
+    const c = rec?.container;
+    if (!rec || !c || !c.state || !LIVE.has(c.state.status) || (pid && c.state.pid !== pid)) return;
+    c.state = {
+      ...c.state,
+      status: 'exited',
+      running: false,
+      paused: false,
+      pid: 0,
+      exitCode: exit.code,
+      oomKilled: exit.oom,
+      error: exit.error ?? '',
+      finishedAt: exit.at,
+    };
+    c.networks = [];
+    c.ports = [];
+    this.d.store.putContainer(rec);
+    await this.#release(id);
+    this.#notify(id);
+    if (this.#removing.has(id) || this.#closing) return;
+    if (c.config?.autoRemove) {
+      await this.#remove(id, true).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
+      return;
+    }
+    this.#maybeRestart(rec);
+  }
+
+  /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
+  async #release(id: string) {
+    await this.#dropShim(id);
+    await this.d.networks.removeSandbox({ containerId: id }).catch((err) => {
+      if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
+    });
+  }
+
+  #maybeRestart(rec: ContainerRecord) {
+    const c = rec.container;
+    const policy = c.config?.restartPolicy;
+    const name = policy?.name || 'no';
+    const code = c.state?.exitCode ?? 0;
+    const max = policy?.maximumRetryCount ?? 0;
+    const again =
+      !rec.manuallyStopped &&
+      (name === 'always' ||
+        name === 'unless-stopped' ||
+        (name === 'on-failure' && code !== 0 && (max === 0 || c.restartCount < max)));
+    if (!again) return;
+    // docker's backoff: 100 ms doubling to a minute; a run of 10 s or more starts it over.
+    const ran = (c.state?.finishedAt?.getTime() ?? 0) - (c.state?.startedAt?.getTime() ?? 0);
+    const prev = (rec as ContainerRecord & { backoffMs?: number }).backoffMs ?? 0;
+    const delay = ran >= 10_000 || !prev ? 100 : Math.min(prev * 2, 60_000);
+    (rec as ContainerRecord & { backoffMs?: number }).backoffMs = delay;
+    if (c.state) {
+      c.state.status = 'restarting';
+      c.state.restarting = true;
+    }
+    this.d.store.putContainer(rec);
+    this.#scheduleRestart(c.id, delay);
+  }
+
+  #scheduleRestart(id: string, delay: number) {
+    this.#clearRestartTimer(id);
+    const timer = setTimeout(() => {
+      this.#restartTimers.delete(id);
+      void this.#locked(id, async () => {
+        const rec = this.d.store.container(id);
+        if (!rec || rec.container.state?.status !== 'restarting' || this.#closing) return;
+        rec.container.restartCount += 1;
+        this.d.store.putContainer(rec);
+        void this.d.bus.publish('taskRestarted', { containerId: id, restartCount: rec.container.restartCount });
+        try {
+          await this.#start(id);
+        } catch (err) {
+          this.d.log.warn({ err, id }, 'restart failed');
+          const after = this.d.store.container(id);
+          if (after?.container.state) {
+            after.container.state.status = 'exited';
+            after.container.state.restarting = false;
+            this.d.store.putContainer(after);
+            this.#maybeRestart(after);
+          }
+        }
+      }).catch(() => undefined);
+    }, delay);
+    timer.unref();
+    this.#restartTimers.set(id, timer);
+  }
+
+  #clearRestartTimer(id: string) {
+    const t = this.#restartTimers.get(id);
+    if (t) clearTimeout(t);
+    this.#restartTimers.delete(id);
+  }
+
+  // ---------------------------------------------------------------- stop, kill, pause, remove
+
+  /** docker stop: the stop signal, SIGKILL after the timeout; remembered as an explicit stop. */
+  stop(ref: string, opts: { timeout?: number; signal?: string } = {}): Promise<void> {
+    const rec = this.find(ref);
+    const id = rec.container.id;
+    return this.#locked(id, async () => {
+      const r = this.d.store.container(id);
+      if (!r?.container.state) return;
+      const st = r.container.state;
+      r.manuallyStopped = true;
+      if (st.status === 'restarting') {
+        this.#clearRestartTimer(id);
+        st.status = 'exited';
+        st.restarting = false;
+        this.d.store.putContainer(r);
+        this.#notify(id);
+        return;
+      }
+      this.d.store.putContainer(r);
+      if (!LIVE.has(st.status)) return;
+      const cfg = r.container.config;
+      const signal = parseSignal(opts.signal || cfg?.stopSignal || r.imageConfig.StopSignal || '', 15);
+      const timeout = opts.timeout ?? (cfg?.stopTimeoutSet ? cfg.stopTimeout : 10);
+      const shim = await this.#shim(id);
+      if (shim) {
+        if (st.status === 'paused') await shim.resume({ id }).catch(() => undefined);
+        await stopTask(shim, id, { signal, timeoutMs: timeout < 0 ? DAY : timeout * 1000 }).catch((err) => {
+          if (!isUnavailable(err)) throw err;
+        });
+      }
+      await this.#monitors.get(id);
+      void this.d.bus.publish('taskStopped', { containerId: id });
+    });
+  }
+
+  async kill(ref: string, signal: string): Promise<void> {
+    const { rec, shim } = await this.shimOf(ref);
+    const n = parseSignal(signal, 9);
+    await shim.kill({ id: rec.container.id, execId: '', signal: n, all: false });
+  }
+
+  async restart(ref: string, timeout?: number): Promise<number> {
+    const rec = this.find(ref);
+    await this.stop(ref, { timeout });
+    return this.start(rec.container.id);
+  }
+
+  async pause(ref: string): Promise<void> {
+    const { rec, shim } = await this.shimOf(ref);
+    const id = rec.container.id;
+    await this.#locked(id, async () => {
+      const r = this.d.store.container(id);
+      if (r?.container.state?.status === 'paused') throw failedPrecondition(`container ${id} is already paused`);
+      await shim.pause({ id });
+      if (r?.container.state) {
+        r.container.state.status = 'paused';
+        r.container.state.paused = true;
+        this.d.store.putContainer(r);
+      }
+    });
+  }
+
+  async resume(ref: string): Promise<void> {
+    const { rec, shim } = await this.shimOf(ref);
+    const id = rec.container.id;
+    await this.#locked(id, async () => {
+      const r = this.d.store.container(id);
+      if (r?.container.state?.status !== 'paused') throw failedPrecondition(`container ${id} is not paused`);
+      await shim.resume({ id });
+      r.container.state.status = 'running';
+      r.container.state.paused = false;
+      this.d.store.putContainer(r);
+    });
+  }
+
+  /** docker rm: a running container only with force (killed first); -v takes its anonymous volumes. */
+  remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
+    const rec = this.find(ref);
+    const id = rec.container.id;
+    return this.#locked(id, async () => {
+      const r = this.d.store.container(id);
+      if (!r) return;
+      const st = r.container.state?.status ?? 'created';
+      if (LIVE.has(st) || st === 'restarting') {
+        if (!opts.force) {
+          throw failedPrecondition(
+            `cannot remove container "/${r.container.name}": container is ${st}: stop the container before removing or force remove`,
+          );
+        }
+        this.#removing.add(id);
+        try {
+          this.#clearRestartTimer(id);
+          if (LIVE.has(st)) {
+            const shim = await this.#shim(id);
+            if (shim) {
+              await shim.resume({ id }).catch(() => undefined);
+              await shim.kill({ id, execId: '', signal: 9, all: true }).catch(() => undefined);
+            }
+            await Promise.race([this.#monitors.get(id), sleep(10_000)]);
+            const still = this.d.store.container(id);
+            if (still?.container.state && LIVE.has(still.container.state.status)) {
+              await this.#exited(id, 0, { code: 137, at: new Date(), oom: false });
+            }
+          }
+        } finally {
+          this.#removing.delete(id);
+        }
+      }
+      await this.#remove(id, Boolean(opts.volumes));
+    });
+  }
+
+  /** Everything the container holds, in the reverse order of its making; the record goes last. */
+  async #remove(id: string, volumes: boolean) {
+    const rec = this.d.store.container(id);
+    if (!rec) return;
+    const c = rec.container;
+    this.#clearRestartTimer(id);
+    await this.#release(id);
+    await this.d.snapshots.remove({ key: c.snapshotKey }).catch((err) => {
+      if (!isNotFound(err)) throw err;
+    });
+    await rm(c.bundlePath, { recursive: true, force: true });
+    await rm(this.d.layout.containerDir(id), { recursive: true, force: true });
+    this.d.store.deleteContainer(id);
+    this.#monitors.delete(id);
+    if (volumes || c.config?.autoRemove) {
+      for (const v of rec.anonymousVolumes) {
+        await this.d.volumes.remove(v, true).catch((err) => this.d.log.warn({ err, volume: v }, 'volume not removed'));
+      }
+    }
+    void this.d.bus.publish('containerDeleted', { id, name: c.name });
+    this.#notify(id);
+  }
+
+  rename(ref: string, name: string): Container {
+    const rec = this.find(ref);
+    const next = name.replace(/^\//, '');
+    if (!VALID_NAME.test(next))
+      throw invalidArgument(`Invalid container name (${next}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (next === rec.container.name)
+      throw invalidArgument(`Renaming a container with the same name as its current name`);
+    const taken = this.d.store.byName(next);
+    if (taken) throw this.#nameConflict(next, taken.container.id);
+    const old = rec.container.name;
+    rec.container.name = next;
+    this.d.store.putContainer(rec);
+    void this.d.bus.publish('containerRenamed', { id: rec.container.id, oldName: old, name: next });
+    return rec.container;
+  }
+
+  async prune(): Promise<{ deleted: string[]; reclaimed: number }> {
+    const deleted: string[] = [];
+    let reclaimed = 0;
+    for (const rec of this.list()) {
+      const st = rec.container.state?.status ?? 'created';
+      if (st !== 'exited' && st !== 'created' && st !== 'dead') continue;
+      const usage = await this.d.snapshots.usage({ key: rec.container.snapshotKey }).catch(() => undefined);
+      await this.remove(rec.container.id).then(
+        () => {
+          deleted.push(rec.container.id);
+          reclaimed += Number(usage?.size ?? 0);
+        },
+        (err) => this.d.log.warn({ err, id: rec.container.id }, 'prune: not removed'),
+      );
+    }
+    return { deleted, reclaimed };
+  }
+
+  /** The exec's process: the container's, with the exec's command, env, user, cwd and terminal. */
+  async execProcess(
+    rec: ContainerRecord,
+    req: { args: string[]; env: string[]; user: string; workingDir: string; tty: boolean; privileged: boolean },
+  ) {
+    if (!req.args.length) throw invalidArgument('No exec command specified');
+    const spec = JSON.parse(await readFile(bundleConfig(rec.container.bundlePath), 'utf8')) as Spec;
+    const base = spec.process;
+    if (!base) throw failedPrecondition('the container has no process');
+    const { rootfs } = { rootfs: (await this.d.snapshots.mounts({ key: rec.container.snapshotKey })).mounts };
+    const user = req.user
+      ? containerSpec(
+          { ...rec.container, config: { ...(rec.container.config as ContainerConfig), user: req.user } },
+          rec.imageConfig,
+          { users: imageUsers(layerDirs(rootfs)) },
+        ).process?.user
+      : base.user;
+    const env = new Map<string, string>();
+    for (const e of [...(base.env ?? []), ...req.env]) {
+      const i = e.indexOf('=');
+      if (i > 0) env.set(e.slice(0, i), e);
+    }
+    const process = {
+      ...base,
+      args: req.args,
+      env: [...env.values()],
+      cwd: req.workingDir || base.cwd,
+      terminal: req.tty,
+      user: user ?? base.user,
+    };
+    if (req.privileged && spec.process?.capabilities) {
+      const { CAPABILITIES } = await import('@ctr/oci');
+      process.capabilities = {
+        bounding: [...CAPABILITIES],
+        effective: [...CAPABILITIES],
+        permitted: [...CAPABILITIES],
+        inheritable: [],
+        ambient: [],
+      };
+    }
+    return process;
+  }
+
+  // ---------------------------------------------------------------- reconcile and shutdown
+
+  /**
+   * After a restart of this service: each container's shim is asked for the
+   * truth. An exit that happened meanwhile is handled now (its true code,
+   * --rm, the restart policy); a running task is watched again; leftovers of
+   * work a crash cut short (a shim, a namespace, a snapshot nobody owns) go.
+   */
+  async reconcile(): Promise<void> {
+    const { store, log } = this.d;
+    const known = new Set<string>();
+    for (const rec of store.containers()) {
+      const c = rec.container;
+      known.add(c.id);
+      const st = c.state?.status ?? 'created';
+      const shim = await this.#shim(c.id).catch(() => undefined);
+      const state = shim ? await shim.state({ id: c.id, execId: '' }).catch(() => undefined) : undefined;
+      if (LIVE.has(st) || (state && state.status !== Status.STATUS_STOPPED && state.pid)) {
+        if (state && state.status !== Status.STATUS_STOPPED && shim) {
+          if (!LIVE.has(st) && c.state) {
+            // Started, but this service died before it wrote so.
+            c.state = { ...c.state, status: 'running', running: true, pid: state.pid, startedAt: new Date() };
+            store.putContainer(rec);
+          }
+          if (state.status === Status.STATUS_PAUSED && c.state) c.state.status = 'paused';
+          this.#watch(c.id, shim, state.pid);
+          continue;
+        }
+        if (state && shim) {
+          await this.#exited(c.id, 0, {
+            code: state.exitStatus,
+            at: state.exitedAt ?? new Date(),
+            oom: state.oomKilled,
+          });
+        } else {
+          await this.#exited(c.id, 0, {
+            code: 255,
+            at: new Date(),
+            oom: false,
+            error: 'the shim exited while ctr was down',
+          });
+        }
+        continue;
+      }
+      if (shim) await this.#dropShim(c.id);
+      if (st === 'restarting' && c.state) this.#scheduleRestart(c.id, 100);
+    }
+    // Shims with no container (a create cut short).
+    for (const id of await readdir(this.d.layout.shimsDir).catch(() => [] as string[])) {
+      if (known.has(id)) continue;
+      log.info({ id }, 'removing a shim that belongs to no container');
+      await this.#dropShim(id);
+    }
+    const { sandboxes } = await this.d.networks.listSandboxes({}).catch(() => ({ sandboxes: [] }));
+    for (const s of sandboxes) {
+      const rec = store.container(s.containerId);
+      if (rec && LIVE.has(rec.container.state?.status ?? '')) continue;
+      if (!rec && !known.has(s.containerId) && !/^[0-9a-f]{64}$/.test(s.containerId)) continue;
+      await this.d.networks.removeSandbox({ containerId: s.containerId }).catch(() => undefined);
+    }
+    // Snapshots of a create cut short. The snapshotter may still be starting: then the next start sweeps.
+    try {
+      const orphans: string[] = [];
+      for await (const page of this.d.snapshots.list({ filters: [`labels."${SNAPSHOT_LABEL}"`] })) {
+        for (const info of page.info) {
+          const owner = info.labels[SNAPSHOT_LABEL];
+          if (owner && !store.container(owner)) orphans.push(info.name);
+        }
+      }
+      for (const key of orphans) await this.d.snapshots.remove({ key }).catch(() => undefined);
+    } catch (err) {
+      log.warn({ err }, 'cannot list snapshots; orphans are swept on the next start');
+    }
+  }
+
+  /** Starts containers whose policy says so when the engine comes up (docker's daemon start). */
+  async startPolicies(): Promise<void> {
+    for (const rec of this.d.store.containers()) {
+      const policy = rec.container.config?.restartPolicy?.name;
+      const st = rec.container.state?.status;
+      if (st === 'running' || st === 'paused' || st === 'restarting' || rec.manuallyStopped) continue;
+      if (policy === 'always' || policy === 'unless-stopped') {
+        await this.start(rec.container.id).catch((err) => this.d.log.warn({ err }, 'start on boot failed'));
+      }
+    }
+  }
+
+  close(): void {
+    this.#closing = true;
+    for (const t of this.#restartTimers.values()) clearTimeout(t);
+    for (const s of this.#shims.values()) s.close();
+  }
+}
+
+export function errorWithCode(err: unknown): CtrError {
+  return err instanceof CtrError ? err : fromGrpcError(err);
+}
