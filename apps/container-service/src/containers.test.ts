@@ -54,6 +54,14 @@ describe('ctrctl container commands', () => {
     expect(await entries(join(engine.root, 'containers'))).toEqual([]);
     expect(await entries(join(engine.state, 'shims'))).toEqual([]);
     expect(await entries(join(engine.state, 'netns'))).toEqual([]);
+    // The lifecycle as events, in order, with docker's action names.
+    const events = await waitFor(async () => {
+      const e = await engine.pastEvents(['type=container']);
+      return e.some((x) => x.Action === 'destroy') ? e : undefined;
+    }, 'the destroy event');
+    const actions = events.map((e) => e.Action).filter((a) => ['create', 'start', 'die', 'destroy'].includes(a));
+    expect(actions).toEqual(['create', 'start', 'die', 'destroy']);
+    expect(new Set(events.map((e) => e.Actor.ID)).size).toBe(1);
   });
 
   it('passes exit codes on: the command, 127 for a missing one, 125 for an engine error', async () => {
@@ -159,6 +167,18 @@ describe('ctrctl container commands', () => {
     expect(await ok(['wait', id])).toBe('5');
     expect(await inspect(id, '{{.State.ExitCode}}')).toBe('5');
     await ok(['rm', id]);
+  });
+
+  it('two containers on a user network reach each other by name', async () => {
+    await ok(['network', 'create', '--subnet', engine.userSubnet(0), 'app']);
+    await ok(['run', '-d', '--name', 'db', '--network', 'app', image, 'sleep', '600']);
+    const ping = await ctrctl(['run', '--rm', '--network', 'app', image, 'ping', '-c', '1', '-W', '2', 'db']);
+    expect(ping.code).toBe(0);
+    expect(ping.stdout).toContain(`PING db (${await inspect('db', '{{.NetworkSettings.Networks.app.IPAddress}}')})`);
+    const busy = await ctrctl(['network', 'rm', 'app']);
+    expect(busy.code).toBe(1);
+    await ok(['rm', '-f', 'db']);
+    await ok(['network', 'rm', 'app']);
   });
 
   it('a named volume keeps its data across two containers', async () => {
