@@ -25,7 +25,11 @@ let registry: TestRegistry;
 let image: string;
 
 beforeAll(async () => {
-  [engine, registry] = await Promise.all([TestEngine.start(), TestRegistry.start()]);
+  // Both are kept even when the other fails to start, so afterAll stops whichever came up.
+  const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
+  if (e.status === 'fulfilled') engine = e.value;
+  if (r.status === 'fulfilled') registry = r.value;
+  for (const x of [e, r]) if (x.status === 'rejected') throw x.reason;
   const layout = await buildBusyboxImage(join(engine.dir, 'img'), '1');
   image = `${registry.host}/busybox:1`;
   await pushLayout(layout.dir, '1', image);

@@ -29,9 +29,7 @@ import type { Config, Layout } from '@ctr/common/config';
 import { resolveEventsUrl } from '@ctr/common/daemon';
 import {
   alreadyExists,
-  CtrError,
   failedPrecondition,
-  fromGrpcError,
   invalidArgument,
   isNotFound,
   isUnavailable,
@@ -205,7 +203,7 @@ export class Containers {
     if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(policy))
       throw invalidArgument(`invalid restart policy: ${policy}`);
     if (cfg.autoRemove && policy !== 'no') throw invalidArgument('Conflicting options: --restart and --rm');
-    const log = logLimits(cfg.logOptions);
+    logLimits(cfg.logOptions); // refused now rather than at start
 
     let image: Awaited<ReturnType<typeof images.config>>;
     try {
@@ -293,7 +291,6 @@ export class Containers {
       };
       // What a start would refuse (a user the image does not have, a bad option) is refused now.
       containerSpec(container, imageConfig, { users: imageUsers(layerDirs(rootfs)) });
-      void log;
       // The name is taken in the same statement that stores the record.
       try {
         store.putContainer(record);
@@ -740,9 +737,9 @@ export class Containers {
     if (!again) return;
     // docker's backoff: 100 ms doubling to a minute; a run of 10 s or more starts it over.
     const ran = (c.state?.finishedAt?.getTime() ?? 0) - (c.state?.startedAt?.getTime() ?? 0);
-    const prev = (rec as ContainerRecord & { backoffMs?: number }).backoffMs ?? 0;
+    const prev = rec.backoffMs ?? 0;
     const delay = ran >= 10_000 || !prev ? 100 : Math.min(prev * 2, 60_000);
-    (rec as ContainerRecord & { backoffMs?: number }).backoffMs = delay;
+    rec.backoffMs = delay;
     if (c.state) {
       c.state.status = 'restarting';
       c.state.restarting = true;
@@ -964,7 +961,7 @@ export class Containers {
     const spec = JSON.parse(await readFile(bundleConfig(rec.container.bundlePath), 'utf8')) as Spec;
     const base = spec.process;
     if (!base) throw failedPrecondition('the container has no process');
-    const { rootfs } = { rootfs: (await this.d.snapshots.mounts({ key: rec.container.snapshotKey })).mounts };
+    const { mounts: rootfs } = await this.d.snapshots.mounts({ key: rec.container.snapshotKey });
     const user = req.user
       ? containerSpec(
           { ...rec.container, config: { ...(rec.container.config as ContainerConfig), user: req.user } },
@@ -1090,8 +1087,4 @@ export class Containers {
     for (const t of this.#restartTimers.values()) clearTimeout(t);
     for (const s of this.#shims.values()) s.close();
   }
-}
-
-export function errorWithCode(err: unknown): CtrError {
-  return err instanceof CtrError ? err : fromGrpcError(err);
 }

@@ -22,7 +22,7 @@ import { implement, type ServiceBinding } from '@ctr/common/grpc';
 import { readLogEntries } from '@ctr/common/jsonlog';
 import type { Logger } from '@ctr/common/log';
 import type { ShimClient } from '@ctr/shim-client';
-import type { Containers } from './containers.js';
+import { type Containers, parseSignal } from './containers.js';
 import type { ContainerRecord } from './store.js';
 import type { Volumes } from './volumes.js';
 import { matchLabel } from './volumes.js';
@@ -96,11 +96,6 @@ function gated<T extends object>(handlers: T, ready: Promise<void>): T {
 }
 
 export function containersApi(m: Containers, volumes: Volumes, log: Logger, ready: Promise<void>): ServiceBinding[] {
-  const withSize = async (rec: ContainerRecord, size: boolean): Promise<Container> => {
-    if (!size) return rec.container;
-    return { ...rec.container };
-  };
-
   const stats = async (rec: ContainerRecord, shim: ShimClient): Promise<TaskStats> => {
     const id = rec.container.id;
     const [s, net, system] = await Promise.all([
@@ -141,14 +136,14 @@ export function containersApi(m: Containers, volumes: Volumes, log: Logger, read
               if (!config) throw invalidArgument('a container needs a config');
               return m.create(name, config);
             },
-            get: async ({ ref, size }) => withSize(m.find(ref), size),
-            list: async ({ all, filters, size }) => {
+            get: async ({ ref }) => m.find(ref).container,
+            list: async ({ all, filters }) => {
               const recs = m
                 .list()
                 .filter((r) => all || ['running', 'paused', 'restarting'].includes(r.container.state?.status ?? ''))
                 .filter((r) => matchesFilters(r, filters))
                 .sort((a, b) => (b.container.createdAt?.getTime() ?? 0) - (a.container.createdAt?.getTime() ?? 0));
-              return { containers: await Promise.all(recs.map((r) => withSize(r, size))) };
+              return { containers: recs.map((r) => r.container) };
             },
             rename: async ({ ref, name }) => m.rename(ref, name),
             delete: async ({ ref, force, removeVolumes }) => {
@@ -186,7 +181,6 @@ export function containersApi(m: Containers, volumes: Volumes, log: Logger, read
             kill: async ({ ref, signal, execId, all }) => {
               if (execId || all) {
                 const { rec, shim } = await m.shimOf(ref);
-                const { parseSignal } = await import('./containers.js');
                 await shim.kill({ id: rec.container.id, execId, signal: parseSignal(signal, 9), all });
               } else await m.kill(ref, signal);
               return {};

@@ -20,6 +20,8 @@ export interface ContainerRecord {
   manuallyStopped: boolean;
   /** Anonymous volumes made for it (removed with `rm -v`, as docker does). */
   anonymousVolumes: string[];
+  /** The restart policy's current delay (docker's backoff). */
+  backoffMs?: number;
 }
 
 export interface VolumeRecord {

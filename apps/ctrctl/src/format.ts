@@ -137,3 +137,28 @@ export function printList<T>(
 export function printOne(out: NodeJS.WritableStream, format: string, item: unknown): void {
   out.write(format === 'json' ? `${toJson(item)}\n` : `${renderTemplate(format, item)}\n`);
 }
+
+/**
+ * docker's `X inspect REF...`: the objects found as one JSON array (or each
+ * through --format), then one error line per missing ref; exit 1 if any was.
+ */
+export async function printInspect(
+  io: { out: NodeJS.WritableStream; err: NodeJS.WritableStream },
+  format: string | undefined,
+  refs: string[],
+  get: (ref: string) => Promise<unknown>,
+): Promise<number> {
+  const results: unknown[] = [];
+  const errors: string[] = [];
+  for (const ref of refs) {
+    try {
+      results.push(await get(ref));
+    } catch (e) {
+      errors.push(`Error: ${(e as Error).message}`);
+    }
+  }
+  if (format) for (const r of results) printOne(io.out, format, r);
+  else io.out.write(`${JSON.stringify(results, null, 4)}\n`);
+  for (const line of errors) io.err.write(`${line}\n`);
+  return errors.length ? 1 : 0;
+}

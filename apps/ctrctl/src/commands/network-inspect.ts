@@ -1,7 +1,6 @@
 import { NetworksService } from '@ctr/api/networks/v1/networks';
 import { type Command, formatFlag } from '../command.js';
-import { ExitCode } from '../errors.js';
-import { printOne } from '../format.js';
+import { printInspect } from '../format.js';
 import { inspectNetwork } from './network-common.js';
 
 export const command: Command = {
@@ -13,19 +12,8 @@ export const command: Command = {
   examples: ['ctrctl network inspect bridge', "ctrctl network inspect -f '{{.IPAM.Config}}' app"],
   async run({ flags, args, globals, out, err }) {
     const api = globals.client(NetworksService, 'network-service');
-    const results: unknown[] = [];
-    let failed = false;
-    for (const ref of args) {
-      try {
-        results.push(inspectNetwork(await api.get({ ref })));
-      } catch (e) {
-        failed = true;
-        err.write(`Error: ${(e as Error).message}\n`);
-      }
-    }
-    const format = flags.format as string | undefined;
-    if (format) for (const r of results) printOne(out, format, r);
-    else out.write(`${JSON.stringify(results, null, 4)}\n`);
-    if (failed) throw new ExitCode(1);
+    return printInspect({ out, err }, flags.format as string | undefined, args, async (ref) =>
+      inspectNetwork(await api.get({ ref })),
+    );
   },
 };
