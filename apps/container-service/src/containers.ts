@@ -40,7 +40,7 @@ import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { ApiClient } from '@ctr/common/grpc';
 import { socketAlive } from '@ctr/common/grpc';
 import type { Logger } from '@ctr/common/log';
-import { mergeEnv, type Spec } from '@ctr/oci';
+import { mergeEnv, resolveUser, type Spec } from '@ctr/oci';
 import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
 import { randomName, VALID_NAME } from './names.js';
 import { bundleConfig, containerSpec, imageUsers, layerDirs, type NameFiles } from './spec.js';
@@ -961,14 +961,18 @@ export class Containers {
     const spec = JSON.parse(await readFile(bundleConfig(rec.container.bundlePath), 'utf8')) as Spec;
     const base = spec.process;
     if (!base) throw failedPrecondition('the container has no process');
-    const { mounts: rootfs } = await this.d.snapshots.mounts({ key: rec.container.snapshotKey });
-    const user = req.user
-      ? containerSpec(
-          { ...rec.container, config: { ...(rec.container.config as ContainerConfig), user: req.user } },
-          rec.imageConfig,
-          { users: imageUsers(layerDirs(rootfs)) },
-        ).process?.user
-      : base.user;
+    let user = base.user;
+    if (req.user) {
+      // Only a user name needs the image's /etc/passwd and /etc/group.
+      const { mounts } = await this.d.snapshots.mounts({ key: rec.container.snapshotKey });
+      let u: ReturnType<typeof resolveUser>;
+      try {
+        u = resolveUser(req.user, imageUsers(layerDirs(mounts)));
+      } catch (err) {
+        throw invalidArgument((err as Error).message);
+      }
+      user = { uid: u.uid, gid: u.gid, additionalGids: u.additionalGids.length ? u.additionalGids : undefined };
+    }
     const env = new Map<string, string>();
     for (const e of [...(base.env ?? []), ...req.env]) {
       const i = e.indexOf('=');
@@ -980,7 +984,7 @@ export class Containers {
       env: [...env.values()],
       cwd: req.workingDir || base.cwd,
       terminal: req.tty,
-      user: user ?? base.user,
+      user,
     };
     if (req.privileged && spec.process?.capabilities) {
       const { CAPABILITIES } = await import('@ctr/oci');
