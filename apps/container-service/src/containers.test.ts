@@ -229,6 +229,102 @@ describe('ctrctl container commands', () => {
     await ok(['rm', id]);
   });
 
+  it('cp copies both ways, running or stopped, with docker names, and never leaves the container', async () => {
+    const host = join(engine.dir, 'cp');
+    await mkdir(join(host, 'src', 'sub'), { recursive: true });
+    await writeFile(join(host, 'src', 'a.txt'), 'alpha\n');
+    await writeFile(join(host, 'src', 'sub', 'b.txt'), 'beta\n');
+    await writeFile(join(host, 'one.txt'), 'one\n');
+    await ok(['run', '-d', '--name', 'cpbox', '-v', 'cpvol:/vol', image, 'sleep', '1000']);
+    const sh = (script: string) => ok(['exec', 'cpbox', 'sh', '-c', script]);
+    await sh('ln -s / /tmp/escape; ln -s /etc/passwd /tmp/pw; mkdir /tmp/dir');
+
+    // In: into a directory, a missing name (renamed), a directory's contents, and through the container's symlinks.
+    const r = await ctrctl(['cp', join(host, 'one.txt'), 'cpbox:/tmp/dir']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/^Successfully copied \S+B to cpbox:\/tmp\/dir\n$/);
+    await ok(['cp', join(host, 'one.txt'), 'cpbox:/tmp/renamed.txt']);
+    await ok(['cp', join(host, 'src'), 'cpbox:/tmp/']);
+    await ok(['cp', `${join(host, 'src')}/.`, 'cpbox:/tmp/contents']);
+    expect(
+      await sh('cat /tmp/dir/one.txt /tmp/renamed.txt /tmp/src/a.txt /tmp/src/sub/b.txt /tmp/contents/sub/b.txt'),
+    ).toBe('one\none\nalpha\nbeta\nbeta');
+    expect(await sh('stat -c %u:%g /tmp/src/a.txt')).toBe('0:0');
+    const marker = `ctr-cp-escape-${process.pid}.txt`;
+    await ok(['cp', join(host, 'one.txt'), `cpbox:/tmp/escape/${marker}`]);
+    expect(await sh(`cat /${marker}`)).toBe('one'); // the container's root, not the host's
+    expect(execFileSync('ls', ['/']).toString()).not.toContain(marker);
+
+    // Out: a file, a directory to a new name, a symlink as itself or (-L) as the container's file, a tar on stdout.
+    await ok(['cp', 'cpbox:/tmp/src', join(host, 'out')]);
+    expect(execFileSync('cat', [join(host, 'out', 'a.txt'), join(host, 'out', 'sub', 'b.txt')]).toString()).toBe(
+      'alpha\nbeta\n',
+    );
+    await ok(['cp', 'cpbox:/tmp/pw', join(host, 'pw-link')]);
+    expect(
+      execFileSync('readlink', [join(host, 'pw-link')])
+        .toString()
+        .trim(),
+    ).toBe('/etc/passwd');
+    await ok(['cp', '-L', 'cpbox:/tmp/pw', join(host, 'pw-file')]);
+    expect(execFileSync('cat', [join(host, 'pw-file')]).toString()).toBe(`${await sh('cat /etc/passwd')}\n`);
+    const tar = await ctrctl(['cp', 'cpbox:/tmp/src', '-']);
+    expect(tar.code).toBe(0);
+    expect(tar.stdout).toContain('src/sub/b.txt');
+
+    // Errors: one line, exit 1.
+    const missing = await ctrctl(['cp', 'cpbox:/nosuch', host]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim()).toBe('Error: Could not find the file /nosuch in container cpbox');
+    const both = await ctrctl(['cp', 'cpbox:/a', 'cpbox:/b']);
+    expect(both).toMatchObject({ code: 1, stderr: 'Error: copying between containers is not supported\n' });
+
+    // A stopped container: its snapshot and its volume are mounted for the copy, and nothing stays mounted.
+    await ok(['stop', '-t', '0', 'cpbox']);
+    await ok(['cp', join(host, 'one.txt'), 'cpbox:/tmp/stopped.txt']);
+    await ok(['cp', join(host, 'one.txt'), 'cpbox:/vol/in-volume.txt']);
+    await ok(['cp', 'cpbox:/tmp/renamed.txt', join(host, 'from-stopped.txt')]);
+    expect(execFileSync('cat', [join(host, 'from-stopped.txt')]).toString()).toBe('one\n');
+    expect(await entries(join(engine.state, 'cp'))).toEqual([]);
+    expect(execFileSync('cat', ['/proc/self/mountinfo']).toString()).not.toContain(join(engine.state, 'cp'));
+    await ok(['start', 'cpbox']);
+    expect(await sh('cat /tmp/stopped.txt /vol/in-volume.txt')).toBe('one\none');
+    await ok(['rm', '-f', '-v', 'cpbox']);
+    await ok(['volume', 'rm', 'cpvol']);
+  });
+
+  it('commit makes an image of the changes that runs; a running container is paused for it and resumed', async () => {
+    await ok(['run', '--name', 'base', '-e', 'GREETING=hello', image, 'sh', '-c', 'echo committed > /hello.txt']);
+    const id = await ok([
+      'commit',
+      '-a',
+      'ctr tests',
+      '-m',
+      'a file',
+      '-c',
+      'CMD ["sh", "-c", "echo $GREETING; cat /hello.txt"]',
+      'base',
+      'committed:1',
+    ]);
+    expect(id).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await ok(['run', '--rm', 'committed:1'])).toBe('hello\ncommitted');
+    expect(await ok(['image', 'inspect', '-f', '{{.Id}} {{.Author}} {{.Comment}}', 'committed:1'])).toBe(
+      `${id} ctr tests a file`,
+    );
+    const bad = await ctrctl(['commit', '-c', 'RUN rm -rf /', 'base', 'never:1']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe('Error: RUN is not a valid change command');
+    expect(await ok(['images', '-q', 'never'])).toBe('');
+
+    await ok(['run', '-d', '--name', 'live', image, 'sh', '-c', 'echo live > /live.txt; sleep 1000']);
+    await waitFor(async () => (await ctrctl(['exec', 'live', 'cat', '/live.txt'])).stdout === 'live\n', 'the file');
+    await ok(['commit', 'live', 'live:1']);
+    expect(await inspect('live', '{{.State.Status}}')).toBe('running');
+    expect(await ok(['run', '--rm', 'live:1', 'cat', '/live.txt'])).toBe('live');
+    await ok(['rm', '-f', 'base', 'live']);
+    await ok(['rmi', 'committed:1', 'live:1']);
+  });
+
   it('-it runs through a real pseudo-terminal', async () => {
     // script(1) gives ctrctl a terminal (and the container one of its own); what is typed goes through it.
     const cmd = `${process.execPath} ${CTRCTL_MAIN} run --rm -i -t ${image} sh; echo rc=$?`;

@@ -10,8 +10,8 @@
  * container holds no shim, no namespace and no address.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   Container,
@@ -30,6 +30,7 @@ import { resolveEventsUrl } from '@ctr/common/daemon';
 import {
   alreadyExists,
   failedPrecondition,
+  fromGrpcError,
   invalidArgument,
   isNotFound,
   isUnavailable,
@@ -38,10 +39,12 @@ import {
 import type { EventBus } from '@ctr/common/events';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { ApiClient } from '@ctr/common/grpc';
-import { socketAlive } from '@ctr/common/grpc';
+import { readStream, socketAlive } from '@ctr/common/grpc';
 import type { Logger } from '@ctr/common/log';
-import { mergeEnv, resolveUser, type Spec } from '@ctr/oci';
+import { applyChanges, type CommitConfig, mergeEnv, resolveUser, type Spec } from '@ctr/oci';
+import { closeFd, O, openat2 } from '@ctr/sys';
 import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
+import { cleanCopyMounts, mountOffline, unmountOffline } from './copy.js';
 import { randomName, VALID_NAME } from './names.js';
 import { bundleConfig, containerSpec, imageUsers, layerDirs, type NameFiles } from './spec.js';
 import type { ContainerRecord, Store } from './store.js';
@@ -151,6 +154,26 @@ function logLimits(opts: Record<string, string>): { maxSize: bigint; maxFiles: n
     }
   }
   return { maxSize, maxFiles };
+}
+
+/** What docker commit writes as the new image's config: the container's own, the image's merged in at create. */
+export function commitConfig(rec: ContainerRecord): CommitConfig {
+  const cfg = rec.container.config;
+  const base = { ...(rec.imageConfig as CommitConfig) };
+  if (!cfg) return base;
+  return {
+    ...base,
+    User: cfg.user || undefined,
+    Env: cfg.env,
+    Entrypoint: cfg.entrypoint.length ? cfg.entrypoint : null,
+    Cmd: cfg.cmd.length ? cfg.cmd : null,
+    WorkingDir: cfg.workingDir || undefined,
+    Labels: Object.keys(cfg.labels).length ? cfg.labels : undefined,
+    StopSignal: cfg.stopSignal || undefined,
+    ExposedPorts: cfg.exposedPorts.length
+      ? Object.fromEntries(cfg.exposedPorts.map((p) => [p.includes('/') ? p : `${p}/tcp`, {}]))
+      : undefined,
+  };
 }
 
 export class Containers {
@@ -999,6 +1022,145 @@ export class Containers {
     return process;
   }
 
+  // ---------------------------------------------------------------- file system: cp and commit
+
+  /** Where a not-running container's file system is mounted for a cp. */
+  get #copyDir(): string {
+    return join(this.d.config.state, 'cp');
+  }
+
+  /**
+   * Runs `fn` with an fd of the container's root: the running process's own
+   * (`/proc/<pid>/root`), or, for a container that is not running, its
+   * snapshot and volumes mounted privately while a start waits.
+   */
+  async withRoot<T>(ref: string, fn: (rootFd: number, rec: ContainerRecord) => Promise<T>): Promise<T> {
+    const id = this.find(ref).container.id;
+    const live = this.#liveRoot(id);
+    if (live) return this.#using(live.fd, () => fn(live.fd, live.rec));
+    return this.#locked(id, async () => {
+      const rec = this.d.store.container(id);
+      if (!rec) throw notFound(`No such container: ${ref}`);
+      const again = this.#liveRoot(id);
+      if (again) return this.#using(again.fd, () => fn(again.fd, again.rec));
+      const { mounts } = await this.d.snapshots.mounts({ key: rec.container.snapshotKey });
+      const dir = join(this.#copyDir, `${id}-${randomBytes(4).toString('hex')}`);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      let rootFd: number;
+      try {
+        rootFd = mountOffline(
+          dir,
+          mounts,
+          rec.container.mounts.filter((m) => m.type !== 'tmpfs').map((m) => ({ ...m, source: m.hostPath || m.source })),
+        );
+      } catch (err) {
+        await rmdir(dir).catch(() => undefined);
+        throw err;
+      }
+      try {
+        return await fn(rootFd, rec);
+      } finally {
+        unmountOffline(dir, rootFd);
+        await rmdir(dir).catch(() => undefined);
+      }
+    });
+  }
+
+  async #using<T>(fd: number, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } finally {
+      closeFd(fd);
+    }
+  }
+
+  /** The root of the container's running process, checked to still be its (by cgroup) after opening. */
+  #liveRoot(id: string): { fd: number; rec: ContainerRecord } | undefined {
+    const rec = this.d.store.container(id);
+    const pid = rec?.container.state?.pid ?? 0;
+    if (!rec || !pid || !LIVE.has(rec.container.state?.status ?? '')) return undefined;
+    let fd: number;
+    try {
+      fd = openat2(-100, `/proc/${pid}/root`, O.PATH | O.DIRECTORY, 0, 0);
+    } catch {
+      return undefined;
+    }
+    let cgroup = '';
+    try {
+      cgroup = readFileSync(`/proc/${pid}/cgroup`, 'utf8');
+    } catch {
+      // exited meanwhile
+    }
+    if (!cgroup.includes(id)) {
+      closeFd(fd);
+      return undefined;
+    }
+    return { fd, rec };
+  }
+
+  /**
+   * docker commit: the container's own layer (the snapshotter's diff of its
+   * snapshot) on top of its image, with the container's config (the image's
+   * merged with the run options) and `changes` applied; paused meanwhile
+   * unless told not to. Returns the new image's id.
+   */
+  async commit(
+    ref: string,
+    o: { repository: string; author: string; comment: string; pause: boolean; changes: string[] },
+  ): Promise<string> {
+    const rec = this.find(ref);
+    const c = rec.container;
+    const config = applyChanges(commitConfig(rec), o.changes);
+    let paused = false;
+    if (o.pause && c.state?.status === 'running') {
+      await this.pause(c.id);
+      paused = true;
+    }
+    try {
+      const call = this.d.images.import();
+      const result = new Promise<string>((resolve, reject) => {
+        let id = '';
+        call.on('data', (r: { images: { id: string }[] }) => (id = r.images[0]?.id ?? ''));
+        call.on('end', () => resolve(id));
+        call.on('error', (e) => reject(fromGrpcError(e)));
+      });
+      result.catch(() => undefined); // awaited below; a failed diff cancels the call first
+      call.write({
+        part: {
+          $case: 'header',
+          value: {
+            rootfsRef: o.repository,
+            path: '',
+            labels: {},
+            commit: {
+              parent: c.imageId,
+              configJson: JSON.stringify(config),
+              author: o.author,
+              comment: o.comment,
+              createdBy: [c.path, ...c.args].join(' '),
+            },
+          },
+        },
+      });
+      try {
+        for await (const d of readStream(this.d.snapshots.diff({ key: c.snapshotKey, compression: 'none' }))) {
+          if (d.data.length && !call.write({ part: { $case: 'chunk', value: Buffer.from(d.data) } }))
+            await new Promise((r) => call.once('drain', r));
+        }
+      } catch (err) {
+        call.cancel();
+        throw err;
+      }
+      call.end();
+      const imageId = await result;
+      void this.d.bus.publish('containerCommitted', { id: c.id, image: o.repository || imageId });
+      return imageId;
+    } finally {
+      if (paused)
+        await this.resume(c.id).catch((err) => this.d.log.warn({ err, id: c.id }, 'resume after commit failed'));
+    }
+  }
+
   // ---------------------------------------------------------------- reconcile and shutdown
 
   /**
@@ -1009,6 +1171,8 @@ export class Containers {
    */
   async reconcile(): Promise<void> {
     const { store, log } = this.d;
+    // A cp that a crash cut short left its private mount.
+    await cleanCopyMounts(this.#copyDir);
     const known = new Set<string>();
     for (const rec of store.containers()) {
       const c = rec.container;

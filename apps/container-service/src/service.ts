@@ -8,8 +8,8 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import {
   type AttachRequest,
   type AttachResponse,
-  type Container,
   ContainersService,
+  type CopyInRequest,
   type TaskStats,
   TasksService,
   VolumesService,
@@ -17,12 +17,13 @@ import {
   type WaitTaskResponse,
 } from '@ctr/api/containers/v1/containers';
 import type { AttachResponse as ShimAttachResponse } from '@ctr/api/shim/v1/shim';
-import { fromGrpcError, invalidArgument, unimplemented } from '@ctr/common/errors';
+import { failedPrecondition, fromGrpcError, invalidArgument, unimplemented } from '@ctr/common/errors';
 import { implement, type ServiceBinding } from '@ctr/common/grpc';
 import { readLogEntries } from '@ctr/common/jsonlog';
 import type { Logger } from '@ctr/common/log';
 import type { ShimClient } from '@ctr/shim-client';
 import { type Containers, parseSignal } from './containers.js';
+import { copyIn, copyOut, statPath } from './copy.js';
 import type { ContainerRecord } from './store.js';
 import type { Volumes } from './volumes.js';
 import { matchLabel } from './volumes.js';
@@ -157,8 +158,50 @@ export function containersApi(m: Containers, volumes: Volumes, log: Logger, read
             update: async () => {
               throw unimplemented('update is not supported yet');
             },
-            commit: async () => {
-              throw unimplemented('commit is not supported yet');
+            commit: async ({ ref, repository, author, comment, pause, changes }) => ({
+              imageId: await m.commit(ref, { repository, author, comment, pause, changes }),
+            }),
+            statPath: async ({ ref, path, followLink }) =>
+              m.withRoot(ref, async (root, rec) => statPath(root, path, followLink, rec.container.name)),
+            copyOut: async ({ ref, path, as, followLink }, call) => {
+              await m.withRoot(ref, async (root, rec) => {
+                let buf: Buffer[] = [];
+                let size = 0;
+                const flush = async () => {
+                  if (!size && buf.length === 0) return;
+                  const data = Buffer.concat(buf);
+                  buf = [];
+                  size = 0;
+                  if (!call.write({ data })) await new Promise((r) => call.once('drain', r));
+                };
+                for await (const chunk of copyOut(root, path, as, followLink, rec.container.name)) {
+                  if (call.cancelled) return;
+                  buf.push(chunk);
+                  size += chunk.length;
+                  if (size >= 1 << 20) await flush();
+                }
+                await flush();
+              });
+            },
+            copyIn: async (call) => {
+              // Iterated by hand: leaving a for-await early would destroy the call before the error status goes out.
+              const it = (call as AsyncIterable<CopyInRequest>)[Symbol.asyncIterator]();
+              const first = await it.next();
+              if (first.done || first.value.part?.$case !== 'header')
+                throw invalidArgument('a copy starts with its header');
+              const { ref, path } = first.value.part.value;
+              async function* chunks(): AsyncGenerator<Buffer> {
+                for (let n = await it.next(); !n.done; n = await it.next()) {
+                  if (n.value.part?.$case !== 'chunk') throw invalidArgument('a copy sends its header once');
+                  yield Buffer.from(n.value.part.value);
+                }
+              }
+              await m.withRoot(ref, async (root, rec) => {
+                if (rec.container.config?.readOnlyRootfs)
+                  throw failedPrecondition('container rootfs is marked read-only');
+                await copyIn(root, path, chunks(), rec.container.name);
+              });
+              return {};
             },
           },
           ready,

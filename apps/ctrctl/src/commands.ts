@@ -80,6 +80,19 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
     load: () => import('./commands/port.js'),
   },
   rename: { summary: 'Rename a container', load: () => import('./commands/rename.js') },
+  cp: {
+    summary: 'Copy files/folders between a container and the local filesystem',
+    load: () => import('./commands/cp.js'),
+  },
+  'container cp': {
+    summary: 'Copy files/folders between a container and the local filesystem',
+    load: () => import('./commands/cp.js'),
+  },
+  commit: { summary: "Create a new image from a container's changes", load: () => import('./commands/commit.js') },
+  'container commit': {
+    summary: "Create a new image from a container's changes",
+    load: () => import('./commands/commit.js'),
+  },
   'container rename': { summary: 'Rename a container', load: () => import('./commands/rename.js') },
   'container ls': { summary: 'List containers', load: () => import('./commands/ps.js') },
   'container list': { summary: 'List containers', load: () => import('./commands/ps.js') },

@@ -268,9 +268,10 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
       const platform = hostPlatform();
       let records: ImageRecord[];
       try {
-        records = h.rootfsRef
-          ? [await importRootfs(images, chunks(), h.rootfsRef, h.labels)]
-          : await loadArchive(images, chunks(), h.labels);
+        records =
+          h.rootfsRef || h.commit
+            ? [await importRootfs(images, chunks(), h.rootfsRef, h.labels, h.commit)]
+            : await loadArchive(images, chunks(), h.labels);
       } catch (err) {
         await images.collect().catch(() => undefined);
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw invalidArgument(`open ${h.path}: no such file`);
@@ -279,7 +280,10 @@ export function imagesApi({ images, config, credentials, bus }: ServiceDeps) {
       for (const rec of records) {
         const r = await images.resolve(rec, platform).catch(() => undefined);
         if (r) await unpack(images, r);
-        void bus.publish(h.rootfsRef ? 'imageImported' : 'imageLoaded', { name: rec.name, digest: rec.target.digest });
+        void bus.publish(h.rootfsRef || h.commit ? 'imageImported' : 'imageLoaded', {
+          name: rec.name,
+          digest: rec.target.digest,
+        });
       }
       const out: Image[] = [];
       for (const rec of records) out.push(await describe(rec, platform));

@@ -12,9 +12,8 @@ import type { Event } from '@ctr/common/events';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
 import { type Process, type Resources as OciResources, type Spec, validateSpec } from '@ctr/oci';
-import { MNT, mount, mountOverlay, umount } from '@ctr/sys';
+import { MNT, mountRootfs, umount } from '@ctr/sys';
 import { InitError } from './init/launch.js';
-import { parseMountOptions } from './init/plan.js';
 import { ProcessIO } from './io.js';
 import { DEFAULT_LOG_LIMITS, JsonLogWriter } from '@ctr/common/jsonlog';
 import type { Launched, Runtime } from './runtime.js';
@@ -122,30 +121,6 @@ export function cgroupResources(r: OciResources | undefined): Resources {
     cpusetMems: r?.cpu?.mems,
     pidsLimit: r?.pids?.limit,
   };
-}
-
-/**
- * Mounts a snapshot's rootfs. An overlay goes through the new mount API, a
- * layer at a time, so an image may have more layers than one page of mount
- * options can name; anything else through mount(2).
- */
-function mountRootfs(m: RootfsMount, target: string): void {
-  if (m.type === 'overlay') {
-    const kv = new Map(m.options.map((o) => [o.split('=')[0], o.slice(o.indexOf('=') + 1)]));
-    const simple = [...kv.keys()].every((k) => ['lowerdir', 'upperdir', 'workdir', 'ro', 'rw'].includes(k));
-    const lower = kv.get('lowerdir');
-    if (simple && lower) {
-      mountOverlay(target, {
-        lower: lower.split(':'),
-        upper: kv.get('upperdir'),
-        work: kv.get('workdir'),
-        readonly: kv.has('ro'),
-      });
-      return;
-    }
-  }
-  const { flags, data } = parseMountOptions(m.options);
-  mount(m.source, target, m.type, flags, data || null);
 }
 
 export class Task {

@@ -7,92 +7,19 @@
  * computed on the way out.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createGzip } from 'node:zlib';
-import { lgetxattr, llistxattr } from '@ctr/sys';
-import { type EntryInit, header, padding, trailer } from '@ctr/tar';
-
-const OVERLAY_XATTR = /^trusted\.overlay\./;
-
-function xattrsOf(path: string): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  for (const name of llistxattr(path)) {
-    if (OVERLAY_XATTR.test(name) || name === 'security.selinux') continue;
-    const v = lgetxattr(path, name);
-    if (v) out.set(name, v);
-  }
-  return out;
-}
-
-const ts = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+import { AT, closeFd, O, openat2 } from '@ctr/sys';
+import { directoryTar } from '@ctr/tar/tree';
 
 /** The uncompressed tar of a layer directory. */
 export async function* layerTar(root: string): AsyncGenerator<Buffer> {
-  const links = new Map<string, string>();
-  async function* walk(rel: string): AsyncGenerator<Buffer> {
-    const dir = rel ? join(root, rel) : root;
-    for (const name of (await readdir(dir)).sort()) {
-      const path = join(dir, name);
-      const tarPath = rel ? `${rel}/${name}` : name;
-      const st = await lstat(path, { bigint: true });
-      const base: EntryInit = {
-        path: tarPath,
-        type: 'file',
-        mode: Number(st.mode & 0o7777n),
-        uid: Number(st.uid),
-        gid: Number(st.gid),
-        mtime: ts(st.mtimeNs),
-        xattrs: st.isSymbolicLink() ? new Map() : xattrsOf(path),
-      };
-      if (st.isCharacterDevice() && st.rdev === 0n) {
-        yield header({ path: rel ? `${rel}/.wh.${name}` : `.wh.${name}`, type: 'file', mtime: base.mtime });
-      } else if (st.isDirectory()) {
-        yield header({ ...base, path: `${tarPath}/`, type: 'dir' });
-        if (lgetxattr(path, 'trusted.overlay.opaque')?.toString() === 'y')
-          yield header({ path: `${tarPath}/.wh..wh..opq`, type: 'file', mtime: base.mtime });
-        yield* walk(tarPath);
-      } else if (st.isSymbolicLink()) {
-        yield header({ ...base, type: 'symlink', linkname: await readlink(path) });
-      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-        // glibc's major()/minor() of a 64-bit dev_t.
-        const d = st.rdev;
-        yield header({
-          ...base,
-          type: st.isCharacterDevice() ? 'chardev' : 'blockdev',
-          devmajor: Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn)),
-          devminor: Number((d & 0xffn) | ((d >> 12n) & ~0xffn)),
-        });
-      } else if (st.isFIFO()) {
-        yield header({ ...base, type: 'fifo' });
-      } else if (st.isFile()) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = st.nlink > 1n ? links.get(key) : undefined;
-        if (first !== undefined) {
-          yield header({ ...base, type: 'link', linkname: first });
-          continue;
-        }
-        if (st.nlink > 1n) links.set(key, tarPath);
-        const size = Number(st.size);
-        yield header({ ...base, size });
-        let sent = 0;
-        for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
-          const c = chunk as Buffer;
-          // A file that grew while we read it: the header promised `size` bytes.
-          const part = c.subarray(0, Math.max(0, size - sent));
-          sent += part.length;
-          if (part.length) yield part;
-        }
-        if (sent < size) yield Buffer.alloc(size - sent);
-        yield padding(size);
-      }
-      // Sockets are not carried by layers.
-    }
+  const fd = openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY, 0, 0);
+  try {
+    yield* directoryTar(fd, { overlay: true });
+  } finally {
+    closeFd(fd);
   }
-  yield* walk('');
-  yield trailer();
 }
 
 export interface DiffResult {

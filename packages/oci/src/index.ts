@@ -4,3 +4,4 @@ export * from './spec.js';
 export * from './validate.js';
 export * from './generate.js';
 export * from './seccomp.js';
+export * from './changes.js';

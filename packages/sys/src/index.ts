@@ -5,3 +5,4 @@ export * from './fsat.js';
 export * from './netns.js';
 export * from './netlink.js';
 export * from './ports.js';
+export * from './rootfs.js';

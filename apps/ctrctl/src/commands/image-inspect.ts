@@ -8,7 +8,7 @@ export const command: Command = {
   name: 'image inspect',
   usage: 'ctrctl image inspect [OPTIONS] IMAGE [IMAGE...]',
   summary: 'Display detailed information on one or more images',
-  flags: [formatFlag],
+  flags: [{ ...formatFlag, short: 'f' }],
   minArgs: 1,
   examples: ['ctrctl image inspect busybox', "ctrctl image inspect --format '{{.Id}}' busybox"],
   async run({ flags, args, globals, out, err }) {

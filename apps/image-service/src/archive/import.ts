@@ -274,14 +274,40 @@ async function checkImage(images: Images, target: Descriptor): Promise<void> {
     if (!(await images.content.has(l.digest))) throw invalidArgument(`the tarball lacks the layer ${l.digest}`);
 }
 
-/** import: a root filesystem tarball (plain, gzip or zstd) as a one-layer image named `name`. */
+/** What commit puts on top of a parent image (see ImageCommit in the API). */
+export interface LayerCommit {
+  parent: string;
+  configJson: string;
+  author: string;
+  comment: string;
+  createdBy: string;
+}
+
+/**
+ * import: a root filesystem tarball (plain, gzip or zstd) as a one-layer
+ * image named `name`; with `commit`, the tarball is a layer put on top of the
+ * parent image (the new image is dangling when `name` is empty).
+ */
 export async function importRootfs(
   images: Images,
   chunks: AsyncIterable<Buffer>,
   name: string,
   labels: Record<string, string> = {},
+  commit?: LayerCommit,
 ): Promise<ImageRecord> {
-  const ref = formatReference(parseReference(name));
+  const ref = name ? formatReference(parseReference(name)) : '';
+  if (!ref && !commit) throw invalidArgument('import needs a name for the image');
+  const parent = commit
+    ? await images.resolve(await images.find(commit.parent, hostPlatform()), hostPlatform())
+    : undefined;
+  let section: Record<string, unknown> = {};
+  if (commit?.configJson) {
+    try {
+      section = JSON.parse(commit.configJson) as Record<string, unknown>;
+    } catch {
+      throw invalidArgument('the committed image config is not JSON');
+    }
+  }
   return images.withLease('import', async (lease) => {
     const diff = createHash('sha256');
     const gzip = createGzip({ chunkSize: 256 << 10 });
@@ -322,15 +348,27 @@ export async function importRootfs(
     const diffId = `sha256:${diff.digest('hex')}`;
     const now = new Date().toISOString();
     const platform = hostPlatform();
+    // A docker-typed parent keeps docker's media types, as docker commit does.
+    const docker = parent?.manifestDesc.mediaType === MediaType.DockerManifest;
+    const base = parent?.config;
+    const history = commit
+      ? {
+          created: now,
+          created_by: commit.createdBy,
+          ...(commit.author ? { author: commit.author } : {}),
+          ...(commit.comment ? { comment: commit.comment } : {}),
+        }
+      : { created: now, created_by: 'ctrctl import', comment: 'Imported from tarball' };
     const config = Buffer.from(
       JSON.stringify({
         created: now,
-        architecture: platform.architecture,
-        os: platform.os,
-        ...(platform.variant ? { variant: platform.variant } : {}),
-        config: {},
-        rootfs: { type: 'layers', diff_ids: [diffId] },
-        history: [{ created: now, created_by: 'ctrctl import', comment: 'Imported from tarball' }],
+        ...(commit?.author ? { author: commit.author } : {}),
+        architecture: base?.architecture ?? platform.architecture,
+        os: base?.os ?? platform.os,
+        ...((base ? base.variant : platform.variant) ? { variant: base ? base.variant : platform.variant } : {}),
+        config: commit ? section : {},
+        rootfs: { type: 'layers', diff_ids: [...(parent?.diffIds ?? []), diffId] },
+        history: [...(base?.history ?? []), history],
       }),
     );
     const configDigest = sha256(config);
@@ -338,13 +376,25 @@ export async function importRootfs(
     const manifest = Buffer.from(
       JSON.stringify({
         schemaVersion: 2,
-        mediaType: MediaType.OciManifest,
-        config: { mediaType: MediaType.OciConfig, digest: configDigest, size: config.length },
-        layers: [{ mediaType: MediaType.OciLayerGzip, digest: layerDigest, size }],
+        mediaType: docker ? MediaType.DockerManifest : MediaType.OciManifest,
+        config: {
+          mediaType: docker ? MediaType.DockerConfig : MediaType.OciConfig,
+          digest: configDigest,
+          size: config.length,
+        },
+        layers: [
+          ...(parent?.manifest.layers ?? []),
+          { mediaType: docker ? MediaType.DockerLayerGzip : MediaType.OciLayerGzip, digest: layerDigest, size },
+        ],
       }),
     );
     const digest = sha256(manifest);
     await images.putBlob(lease, digest, manifest);
-    return images.meta.putImage(ref, { mediaType: MediaType.OciManifest, digest, size: manifest.length }, labels);
+    const target = {
+      mediaType: docker ? MediaType.DockerManifest : MediaType.OciManifest,
+      digest,
+      size: manifest.length,
+    };
+    return images.meta.putImage(ref || danglingName(digest), target, labels);
   });
 }

@@ -4,80 +4,8 @@
  * capability masks, the seccomp rules); ctr-init only carries them out.
  */
 import { capabilityMask, defaultDevices, type Mount, type Spec } from '@ctr/oci';
+import { MS, PROPAGATION, parseMountOptions } from '@ctr/sys';
 import { CLONE, PlanTag, PlanWriter } from './protocol.js';
-
-const MS = {
-  RDONLY: 0x1,
-  NOSUID: 0x2,
-  NODEV: 0x4,
-  NOEXEC: 0x8,
-  SYNCHRONOUS: 0x10,
-  REMOUNT: 0x20,
-  MANDLOCK: 0x40,
-  DIRSYNC: 0x80,
-  NOATIME: 0x400,
-  NODIRATIME: 0x800,
-  BIND: 0x1000,
-  REC: 0x4000,
-  UNBINDABLE: 0x20000,
-  PRIVATE: 0x40000,
-  SLAVE: 0x80000,
-  SHARED: 0x100000,
-  RELATIME: 0x200000,
-  STRICTATIME: 0x1000000,
-} as const;
-
-/** runc's parseMountOptions: flags to set, flags to clear, propagation, and what goes to the filesystem as data. */
-const FLAG_OPTIONS: Record<string, [set: boolean, flag: number]> = {
-  ro: [true, MS.RDONLY],
-  rw: [false, MS.RDONLY],
-  nosuid: [true, MS.NOSUID],
-  suid: [false, MS.NOSUID],
-  nodev: [true, MS.NODEV],
-  dev: [false, MS.NODEV],
-  noexec: [true, MS.NOEXEC],
-  exec: [false, MS.NOEXEC],
-  sync: [true, MS.SYNCHRONOUS],
-  async: [false, MS.SYNCHRONOUS],
-  dirsync: [true, MS.DIRSYNC],
-  mand: [true, MS.MANDLOCK],
-  nomand: [false, MS.MANDLOCK],
-  noatime: [true, MS.NOATIME],
-  atime: [false, MS.NOATIME],
-  nodiratime: [true, MS.NODIRATIME],
-  diratime: [false, MS.NODIRATIME],
-  relatime: [true, MS.RELATIME],
-  norelatime: [false, MS.RELATIME],
-  strictatime: [true, MS.STRICTATIME],
-  nostrictatime: [false, MS.STRICTATIME],
-  bind: [true, MS.BIND],
-  rbind: [true, MS.BIND | MS.REC],
-  remount: [true, MS.REMOUNT],
-  defaults: [false, 0],
-};
-const PROPAGATION: Record<string, number> = {
-  private: MS.PRIVATE,
-  rprivate: MS.PRIVATE | MS.REC,
-  slave: MS.SLAVE,
-  rslave: MS.SLAVE | MS.REC,
-  shared: MS.SHARED,
-  rshared: MS.SHARED | MS.REC,
-  unbindable: MS.UNBINDABLE,
-  runbindable: MS.UNBINDABLE | MS.REC,
-};
-
-export function parseMountOptions(options: string[] = []): { flags: number; propagation: number; data: string } {
-  let flags = 0;
-  let propagation = 0;
-  const data: string[] = [];
-  for (const o of options) {
-    const f = FLAG_OPTIONS[o];
-    if (f) flags = f[0] ? flags | f[1] : flags & ~f[1];
-    else if (PROPAGATION[o] !== undefined) propagation |= PROPAGATION[o];
-    else data.push(o);
-  }
-  return { flags, propagation, data: data.join(',') };
-}
 
 const NAMESPACE_FLAGS: Record<string, number> = {
   pid: CLONE.NEWPID,

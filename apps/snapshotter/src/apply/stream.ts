@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { decompress, TarReader } from '@ctr/tar';
-import { Extractor, LayerError } from './extract.js';
+import { Extractor, LayerError } from '@ctr/tar/extract';
 
 export interface ApplyJob {
   /** The snapshot's own directory. */

@@ -96,8 +96,14 @@ export class Extractor implements TarHandler {
   #dirTimes: Array<{ real: string; atime: Timespec; mtime: Timespec }> = [];
   #closed = false;
 
-  /** `root`: the snapshot's own directory; `lowers`: its parents' directories, nearest first. */
-  constructor(root: string, lowers: string[]) {
+  readonly #what: string;
+
+  /**
+   * `root`: the snapshot's own directory; `lowers`: its parents' directories,
+   * nearest first; `what` names an entry in errors ("layer entry").
+   */
+  constructor(root: string, lowers: string[], what = 'layer entry') {
+    this.#what = what;
     this.#root = { fd: openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY, 0, 0), real: '' };
     this.#lowers = lowers;
   }
@@ -169,7 +175,7 @@ export class Extractor implements TarHandler {
 
   #wrap(path: string, err: unknown): Error {
     const msg = err instanceof Error ? err.message : String(err);
-    return new LayerError(`layer entry ${JSON.stringify(path)}: ${msg}`);
+    return new LayerError(`${this.#what} ${JSON.stringify(path)}: ${msg}`);
   }
 
   #apply(e: TarEntry): void {
