@@ -98,6 +98,10 @@ static _Noreturn void run_child(const struct plan *plan, bool create) {
   /* Signal dispositions the parent set for itself must not leak into the container. */
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
   if (expect_msg(INIT_FD, SYNC_PLACED, &err) < 0) child_fail(INIT_FD, &err);
+  if (create && (plan->namespaces & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0) {
+    fail(&err, STAGE_NAMESPACES, errno, "unshare of the cgroup namespace");
+    child_fail(INIT_FD, &err);
+  }
   /* In a new user namespace, become its root now that the shim wrote the maps:
    * until then our ids are unmapped there and the kernel refuses to create files. */
   if (create && (plan->namespaces & CLONE_NEWUSER) && (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)) {
@@ -213,7 +217,9 @@ int main(int argc, char **argv) {
       fail(&err, STAGE_NAMESPACES, ENOMEM, "clone stack");
       goto parent_fail;
     }
-    pid = clone(clone_child, stack + stack_size, (int)plan.namespaces | SIGCHLD, &plan);
+    /* Not the cgroup namespace yet: it is made after the shim placed the child in
+     * its cgroup (SYNC_PLACED), so that cgroup is the namespace's root, as runc does. */
+    pid = clone(clone_child, stack + stack_size, (int)(plan.namespaces & ~CLONE_NEWCGROUP) | SIGCHLD, &plan);
   } else {
     /* setns(CLONE_NEWPID) applies to children: fork so the process is inside. */
     pid = fork();

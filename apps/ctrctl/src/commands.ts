@@ -160,6 +160,7 @@ export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
     load: () => import('./commands/network-disconnect.js'),
   },
   'network prune': { summary: 'Remove all unused networks', load: () => import('./commands/network-prune.js') },
+  'system prune': { summary: 'Remove unused data', load: () => import('./commands/system-prune.js') },
   'system df': { summary: 'Show engine disk usage', load: () => import('./commands/system-df.js') },
   'system services': {
     summary: "List the engine's daemons: state, pid, uptime, restarts",

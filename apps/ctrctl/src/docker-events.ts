@@ -91,6 +91,34 @@ export function toDockerEvent(env: Envelope): DockerEvent {
   return event;
 }
 
+/**
+ * Gives container events the `name` and `image` docker always shows: learned
+ * from the container's create (and rename) events in the same stream, or
+ * asked of container-service once per container for a live stream that
+ * started later. Task events come from the shim, which knows only the id.
+ */
+export class ContainerAttributes {
+  readonly #known = new Map<string, { name: string; image: string }>();
+  constructor(private readonly lookup?: (id: string) => Promise<{ name: string; image: string } | undefined>) {}
+
+  async enrich(e: DockerEvent): Promise<DockerEvent> {
+    const id = e.Actor.ID;
+    if (e.Type !== 'container' || !id) return e;
+    const a = e.Actor.Attributes;
+    if (a.name && (e.topic === 'container.created' || e.topic === 'container.renamed'))
+      this.#known.set(id, { name: a.name, image: a.image ?? this.#known.get(id)?.image ?? '' });
+    let k = this.#known.get(id);
+    if (!k && this.lookup) {
+      k = await this.lookup(id).catch(() => undefined);
+      this.#known.set(id, k ?? { name: '', image: '' });
+    }
+    if (k?.name && !a.name) a.name = k.name;
+    if (k?.image && !a.image) a.image = k.image;
+    if (a.image) e.from = a.image;
+    return e;
+  }
+}
+
 /** docker's line: `2024-01-02T03:04:05.123456789Z container start ID (image=x, name=y)`. */
 export function formatDockerEvent(e: DockerEvent): string {
   const iso = new Date(Number(e.timeNano / 1_000_000n)).toISOString();

@@ -1,8 +1,9 @@
+import { ContainersService } from '@ctr/api/containers/v1/containers';
 import { EventsService } from '@ctr/api/supervisor/v1/supervisor';
 import { readStream } from '@ctr/common/grpc';
 import { UsageError } from '../errors.js';
 import { type Command, formatFlag } from '../command.js';
-import { eventFilter, formatDockerEvent, parseTime, toDockerEvent } from '../docker-events.js';
+import { ContainerAttributes, eventFilter, formatDockerEvent, parseTime, toDockerEvent } from '../docker-events.js';
 import { renderTemplate, toJson } from '../format.js';
 
 export const command: Command = {
@@ -49,9 +50,14 @@ export const command: Command = {
       stream.cancel();
       process.exit(0);
     });
+    const containers = globals.client(ContainersService, 'container-service');
+    const attrs = new ContainerAttributes(async (id) => {
+      const c = await containers.get({ ref: id, size: false }, { timeoutMs: 2000 });
+      return { name: c.name, image: c.image };
+    });
     for await (const { envelope } of readStream(stream)) {
       if (!envelope) continue;
-      const e = toDockerEvent(envelope);
+      const e = await attrs.enrich(toDockerEvent(envelope));
       if (!matches(e)) continue;
       out.write(`${format === 'json' ? toJson(e) : format ? renderTemplate(format, e) : formatDockerEvent(e)}\n`);
     }

@@ -16,6 +16,16 @@ export async function confirm(question: string): Promise<boolean> {
   }
 }
 
+/** docker's prune filters (`label=k=v`, `until=...`) as image-service's, dangling ones only unless `all`. */
+export function imagePruneFilters(filters: string[], all: boolean): string[] {
+  const out = filters.map((f) => {
+    const [k, ...v] = f.split('=');
+    return k === 'label' ? `labels."${v[0]}"==${v.slice(1).join('=')}` : `${k}==${v.join('=')}`;
+  });
+  if (!all) out.push('dangling==true');
+  return out;
+}
+
 export const command: Command = {
   name: 'image prune',
   usage: 'ctrctl image prune [OPTIONS]',
@@ -33,11 +43,7 @@ export const command: Command = {
       const what = all ? 'all images without at least one container associated to them' : 'all dangling images';
       if (!(await confirm(`WARNING! This will remove ${what}.\nAre you sure you want to continue? [y/N] `))) return;
     }
-    const filters = (flags.filter as string[]).map((f) => {
-      const [k, ...v] = f.split('=');
-      return k === 'label' ? `labels."${v[0]}"==${v.slice(1).join('=')}` : `${k}==${v.join('=')}`;
-    });
-    if (!all) filters.push('dangling==true');
+    const filters = imagePruneFilters(flags.filter as string[], all);
     const r = await globals.client(ImagesService, 'image-service').prune({ all: true, filters });
     if (r.deleted.length) out.write(`Deleted Images:\n${r.deleted.join('\n')}\n\n`);
     out.write(`Total reclaimed space: ${humanSize(Number(r.spaceReclaimed))}\n`);

@@ -1,4 +1,5 @@
 import { ImagesService } from '@ctr/api/images/v1/images';
+import { isUnavailable } from '@ctr/common/errors';
 import { formatReference, parseReference } from '@ctr/common/reference';
 import { type Command, quietFlag } from '../command.js';
 import { UsageError } from '../errors.js';
@@ -31,15 +32,26 @@ export const command: Command = {
     const tty = Boolean(err.isTTY) && !flags.quiet;
     const view = flags.quiet ? undefined : new ProgressView(tty ? err : out, tty, 'pull');
     view?.note(`${ref.digest ?? ref.tag}: Pulling from ${ref.path}`);
-    const { image, moved, digest } = await followTransfer(
-      api.pull({
-        ref: args[0],
-        unpack: true,
-        maxConcurrentDownloads: Number(flags['max-concurrent-downloads']) || 3,
-        platform: parsePlatform(flags.platform as string | undefined),
-      }),
-      view,
-    );
+    const request = {
+      ref: args[0],
+      unpack: true,
+      maxConcurrentDownloads: Number(flags['max-concurrent-downloads']) || 3,
+      platform: parsePlatform(flags.platform as string | undefined),
+    };
+    // image-service restarting under a pull (a crash, a redeploy): the pull is
+    // asked again once it is back, and resumes from what its ingests kept.
+    const deadline = Date.now() + 30_000;
+    let result: Awaited<ReturnType<typeof followTransfer>>;
+    for (;;) {
+      try {
+        result = await followTransfer(api.pull(request), view);
+        break;
+      } catch (e) {
+        if (!isUnavailable(e) || Date.now() > deadline) throw e;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+    const { image, moved, digest } = result;
     if (!image) throw new Error('the pull ended without an image');
     if (view) {
       const shown = repoAndTag(name).familiar;
