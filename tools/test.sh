@@ -12,5 +12,7 @@ bash tools/setup.sh || failed_step "setup"
 if [ ! -f .reports/failed-steps ]; then
   nx run-many -t lint --outputStyle=stream || failed_step "lint"
   nx run-many -t test --parallel=1 --outputStyle=stream || true
+  # The chaos soak: a target of its own (random daemon kills under parallel lifecycles), bounded by CHAOS_SECONDS.
+  nx run e2e:chaos --outputStyle=stream || true
 fi
 node tools/test/summary.mjs

@@ -14,9 +14,16 @@
  * (and garbage collected) between rounds. Prints a markdown table and one JSON line.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildOciLayout, pushLayout, TestEngine, TestRegistry, waitFor } from '@ctr/testkit';
+import {
+  buildOciLayout,
+  containerdBinaries,
+  pushLayout,
+  startContainerd,
+  TestEngine,
+  TestRegistry,
+} from '@ctr/testkit';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const LAYERS = (
@@ -45,56 +52,15 @@ function run(cmd, args, env = process.env) {
   });
 }
 
-/** containerd's binaries from Debian's package, unpacked here (not installed: no service is started on the host). */
-function containerdBinaries() {
-  const dir = join(peers, 'containerd');
-  if (!existsSync(join(dir, 'usr/bin/containerd'))) {
-    mkdirSync(peers, { recursive: true });
-    execFileSync('apt-get', ['download', '-q', 'containerd'], { cwd: peers, stdio: 'pipe' });
-    const deb = readdirSync(peers).find((f) => f.startsWith('containerd_') && f.endsWith('.deb'));
-    execFileSync('dpkg', ['-x', join(peers, deb), dir]);
-  }
-  return join(dir, 'usr/bin');
-}
-
-async function startContainerd(bin) {
-  const dir = join(work, 'containerd');
-  mkdirSync(dir, { recursive: true });
-  const address = join(dir, 'containerd.sock');
-  writeFileSync(
-    join(dir, 'config.toml'),
-    [
-      'version = 2',
-      `root = "${join(dir, 'root')}"`,
-      `state = "${join(dir, 'state')}"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
-      '[grpc]',
-      `  address = "${address}"`,
-      '[ttrpc]',
-      `  address = "${address}.ttrpc"`,
-      '[debug]',
-      `  address = "${address}.debug"`,
-      '[metrics]',
-      '  address = ""',
-    ].join('\n'),
-  );
-  const child = spawn(join(bin, 'containerd'), ['--config', join(dir, 'config.toml')], {
-    stdio: ['ignore', 'ignore', 'ignore'],
-    env: { ...process.env, PATH: `${bin}:${process.env.PATH}` },
-  });
-  await waitFor(() => existsSync(address), 'containerd to listen', { timeoutMs: 20_000 });
-  return { child, address, dir };
-}
-
 async function main() {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  const bin = containerdBinaries();
+  const bin = containerdBinaries(peers);
   const registry = await TestRegistry.start();
   const engine = await TestEngine.start();
   let containerd;
   try {
-    containerd = await startContainerd(bin);
+    containerd = await startContainerd(bin, join(work, 'containerd'));
     // The image, pushed by skopeo.
     const tars = LAYERS.map((dirs) =>
       execFileSync('tar', ['-C', '/', '--sort=name', '-cf', '-', ...dirs.filter((d) => existsSync(`/${d}`))], {
@@ -148,11 +114,7 @@ async function main() {
       `${JSON.stringify({ bench: 'pull', sizes, ctr: results.ctr, containerd: results.containerd })}\n`,
     );
   } finally {
-    if (containerd?.child.exitCode === null) {
-      const exited = new Promise((r) => containerd.child.once('exit', r));
-      containerd.child.kill('SIGTERM');
-      await exited;
-    }
+    await containerd?.stop();
     await engine.stop();
     await registry.stop();
     rmSync(work, { recursive: true, force: true });

@@ -6,3 +6,4 @@ export * from './nats.js';
 export * from './registry.js';
 export * from './util.js';
 export * from './tree.js';
+export * from './containerd.js';

@@ -1,0 +1,218 @@
+#!/usr/bin/env node
+/**
+ * `nx run bench:run`: ctr beside its peers on this machine, in one run.
+ *
+ *   - `run --rm busybox true` wall time: `ctrctl run --rm` (default bridge,
+ *     and --network none) beside containerd 1.6's `ctr run --rm` (runc),
+ *     interleaved rounds, medians; Node's own start for reference.
+ *   - 20 detached containers started one after another (`run -d ... sleep`):
+ *     the time for all 20, and memory per container as the PSS of its shim
+ *     (containerd-shim-runc-v2 for containerd).
+ *   - pull + unpack of a multi-layer Debian image from a local registry
+ *     (apps/image-service/bench/pull.mjs) and network attach with a port map
+ *     beside the CNI plugins (apps/network-service/bench/attach.mjs), run as
+ *     they are and read from their JSON line.
+ *
+ * podman + crun are not installed on this machine (and Debian's crun refuses
+ * its hybrid cgroup layout), so they have no column. containerd comes from
+ * Debian's package, fetched into .bench/ and never installed. Prints a
+ * markdown table, writes it to bench/results.md and into the README between
+ * its bench markers. Figures, not assertions: it exits 0 unless a step fails.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  buildBusyboxImage,
+  containerdBinaries,
+  pushLayout,
+  startContainerd,
+  TestEngine,
+  TestRegistry,
+} from '@ctr/testkit';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const DETACHED = 20;
+const root = process.cwd();
+const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-${process.pid}`;
+const CTRCTL = join(root, 'apps/ctrctl/dist/main.js');
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function exec(cmd, args, env = process.env) {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (out += d));
+    p.on('exit', (code) =>
+      code === 0
+        ? resolve({ ms: performance.now() - t0, out })
+        : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
+    );
+  });
+}
+
+async function pssKb(pid) {
+  const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');
+  return Number(text.match(/^Pss:\s+(\d+) kB/m)?.[1] ?? 0);
+}
+
+/** Processes whose command line has every one of `parts`. */
+async function pidsWith(...parts) {
+  const out = [];
+  for (const p of await readdir('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const cmd = (await readFile(`/proc/${p}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ');
+    if (parts.every((x) => cmd.includes(x))) out.push(Number(p));
+  }
+  return out;
+}
+
+/** A sub-bench's figures: the last JSON line it printed. */
+async function subBench(script) {
+  const { out } = await exec(process.execPath, [join(root, script)], { ...process.env, BENCH_ROUNDS: '5' });
+  const line = out
+    .trim()
+    .split('\n')
+    .reverse()
+    .find((l) => l.startsWith('{'));
+  return JSON.parse(line);
+}
+
+async function main() {
+  rmSync(work, { recursive: true, force: true });
+  const bin = containerdBinaries(join(root, '.bench/peers'));
+  const registry = await TestRegistry.start();
+  const engine = await TestEngine.start();
+  let containerd;
+  const rows = [];
+  const t = { bridge: [], none: [], containerd: [], node: [] };
+  try {
+    containerd = await startContainerd(bin, join(work, 'containerd'));
+    const layout = await buildBusyboxImage(join(work, 'img'), '1');
+    const image = `${registry.host}/busybox:1`;
+    await pushLayout(layout.dir, '1', image);
+    const ctrctl = (...args) => exec(process.execPath, [CTRCTL, ...args], engine.env);
+    const ctr = (...args) =>
+      exec(join(bin, 'ctr'), ['--address', containerd.address, '--namespace', 'bench', ...args], {
+        ...process.env,
+        PATH: `${bin}:${process.env.PATH}`,
+      });
+    await ctrctl('pull', '-q', image);
+    await ctr('images', 'pull', '--plain-http', image);
+
+    // 1. run --rm true
+    for (let i = 0; i < ROUNDS + 1; i++) {
+      const r = {
+        bridge: (await ctrctl('run', '--rm', image, 'true')).ms,
+        none: (await ctrctl('run', '--rm', '--network', 'none', image, 'true')).ms,
+        containerd: (await ctr('run', '--rm', image, `rm-${i}`, 'true')).ms,
+        node: (await exec(process.execPath, ['-e', '0'])).ms,
+      };
+      if (i === 0) continue; // warm-up
+      for (const k of Object.keys(t)) t[k].push(r[k]);
+      process.stderr.write(
+        `run --rm round ${i}/${ROUNDS}: ${JSON.stringify(r, (_, v) => (typeof v === 'number' ? Math.round(v) : v))}\n`,
+      );
+    }
+    const base = median(t.containerd);
+    rows.push([
+      '`run --rm busybox true`',
+      `${median(t.bridge).toFixed(0)} ms (bridge), ${median(t.none).toFixed(0)} ms (--network none)`,
+      `${base.toFixed(0)} ms (\`ctr run --rm\`, no network)`,
+      `${(median(t.bridge) / base).toFixed(2)}× / ${(median(t.none) / base).toFixed(2)}×`,
+      '≤ 1.0×',
+    ]);
+
+    // 2. 20 detached containers
+    const ours = [];
+    let t0 = performance.now();
+    for (let i = 0; i < DETACHED; i++) ours.push((await ctrctl('run', '-d', image, 'sleep', '1000')).out.trim());
+    const oursMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1000));
+    const shimPids = await Promise.all(
+      ours.map(async (id) => Number(await readFile(join(engine.state, 'shims', id, 'shim.pid'), 'utf8'))),
+    );
+    const oursPss = (await Promise.all(shimPids.map(pssKb))).reduce((a, b) => a + b, 0) / DETACHED / 1024;
+    t0 = performance.now();
+    for (let i = 0; i < DETACHED; i++) await ctr('run', '-d', image, `d-${i}`, 'sleep', '1000');
+    const theirsMs = performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 1000));
+    const theirShims = await pidsWith('containerd-shim-runc-v2', containerd.address);
+    const theirsPss = (await Promise.all(theirShims.map(pssKb))).reduce((a, b) => a + b, 0) / DETACHED / 1024;
+    rows.push([
+      `${DETACHED} detached containers, started one after another`,
+      `${(oursMs / 1000).toFixed(2)} s`,
+      `${(theirsMs / 1000).toFixed(2)} s`,
+      `${(oursMs / theirsMs).toFixed(2)}×`,
+      '≤ 1.0×',
+    ]);
+    rows.push([
+      'memory per running container (PSS of its shim)',
+      `${oursPss.toFixed(2)} MB`,
+      `${theirsPss.toFixed(2)} MB (${theirShims.length} shims)`,
+      `${(oursPss / theirsPss).toFixed(1)}×`,
+      'toward 1×',
+    ]);
+    for (const id of ours) await ctrctl('rm', '-f', id);
+    for (let i = 0; i < DETACHED; i++) {
+      await ctr('task', 'kill', '-s', 'SIGKILL', `d-${i}`).catch(() => undefined);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    for (let i = 0; i < DETACHED; i++) {
+      await ctr('task', 'rm', '-f', `d-${i}`).catch(() => undefined);
+      await ctr('containers', 'rm', `d-${i}`).catch(() => undefined);
+    }
+  } finally {
+    await containerd?.stop();
+    await engine.stop();
+    await registry.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  // 3. the sub-benches, each with its own engine and peer
+  const pull = await subBench('apps/image-service/bench/pull.mjs');
+  const p = { ctr: median(pull.ctr), cd: median(pull.containerd) };
+  rows.push([
+    `pull + unpack, ${pull.sizes.length}-layer Debian image (${(pull.sizes.reduce((a, b) => a + b, 0) / 1e6).toFixed(0)} MB gzip), local registry`,
+    `${p.ctr.toFixed(0)} ms`,
+    `${p.cd.toFixed(0)} ms (\`ctr pull\`)`,
+    `${(p.ctr / p.cd).toFixed(2)}×`,
+    '≤ 0.8×',
+  ]);
+  const net = await subBench('apps/network-service/bench/attach.mjs');
+  rows.push([
+    'network attach with a port map (sandbox + attach + remove)',
+    `${net.ctrMs.toFixed(1)} ms`,
+    `${net.cniMs.toFixed(1)} ms (CNI bridge + host-local + portmap)`,
+    `${net.ratio.toFixed(2)}×`,
+    '',
+  ]);
+
+  const table = [
+    `Measured on this machine on ${new Date().toISOString().slice(0, 10)}, medians (${ROUNDS} rounds for run, 5 for pull and network); containerd 1.6 with runc 1.1 (Debian). podman + crun: not installed here.`,
+    '',
+    '| | ctr | containerd | ratio | target |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+    '',
+    `Node's own start here: ${median(t.node).toFixed(0)} ms.`,
+  ].join('\n');
+  process.stdout.write(`${table}\n`);
+  writeFileSync(join(root, 'bench/results.md'), `${table}\n`);
+  const readme = join(root, 'README.md');
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  if (text.includes(start) && text.includes(end)) {
+    writeFileSync(
+      readme,
+      `${text.slice(0, text.indexOf(start) + start.length)}\n${table}\n${text.slice(text.indexOf(end))}`,
+    );
+  }
+}
+
+await main();
