@@ -17,32 +17,26 @@ import { NetworksService } from '@ctr/api/networks/v1/networks';
 import { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import { ServiceState } from '@ctr/api/supervisor/v1/supervisor';
 import { readStream } from '@ctr/common/grpc';
-import { buildBusyboxImage, pushLayout, sleep, TestEngine, TestRegistry, waitFor } from '@ctr/testkit';
+import { type EngineAndRegistry, sleep, startEngineAndRegistry, type TestEngine, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 90);
 const WORKERS = 4;
 const VICTIMS = ['image-service', 'snapshotter', 'network-service', 'container-service', 'nats-server'];
 
+let fx: EngineAndRegistry;
 let engine: TestEngine;
-let registry: TestRegistry;
 let image: string;
 
 beforeAll(async () => {
-  const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
-  if (e.status === 'fulfilled') engine = e.value;
-  if (r.status === 'fulfilled') registry = r.value;
-  for (const x of [e, r]) if (x.status === 'rejected') throw x.reason;
-  const layout = await buildBusyboxImage(join(engine.dir, 'img'), '1');
-  image = `${registry.host}/busybox:1`;
-  await pushLayout(layout.dir, '1', image);
+  fx = await startEngineAndRegistry();
+  ({ engine, image } = fx);
   const pull = await engine.ctrctl(['pull', '-q', image]);
   if (pull.code !== 0) throw new Error(pull.stderr);
 }, 120_000);
 
 afterAll(async () => {
-  await engine?.stop();
-  await registry?.stop();
+  await fx?.stop();
 });
 
 const alive = (pid: number) => {

@@ -8,34 +8,32 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBusyboxImage, freePort, pushLayout, sleep, TestEngine, TestRegistry, waitFor } from '@ctr/testkit';
+import {
+  type EngineAndRegistry,
+  freePort,
+  okCtrctl,
+  sleep,
+  startEngineAndRegistry,
+  type TestEngine,
+  waitFor,
+} from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+let fx: EngineAndRegistry;
 let engine: TestEngine;
-let registry: TestRegistry;
 let image: string;
 
 beforeAll(async () => {
-  const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
-  if (e.status === 'fulfilled') engine = e.value;
-  if (r.status === 'fulfilled') registry = r.value;
-  for (const x of [e, r]) if (x.status === 'rejected') throw x.reason;
-  const layout = await buildBusyboxImage(join(engine.dir, 'img'), '1');
-  image = `${registry.host}/busybox:1`;
-  await pushLayout(layout.dir, '1', image);
+  fx = await startEngineAndRegistry();
+  ({ engine, image } = fx);
 }, 120_000);
 
 afterAll(async () => {
-  await engine?.stop();
-  await registry?.stop();
+  await fx?.stop();
 });
 
 const ctrctl = (args: string[]) => engine.ctrctl(args);
-const ok = async (args: string[]) => {
-  const r = await ctrctl(args);
-  if (r.code !== 0) throw new Error(`ctrctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-};
+const ok = (args: string[]) => okCtrctl(engine)(args);
 const get = async (url: string) => {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(2000) });

@@ -15,6 +15,7 @@ import {
   buildOciLayout,
   CTRCTL_MAIN,
   freePort,
+  okCtrctl,
   pushLayout,
   TestEngine,
   TestRegistry,
@@ -51,11 +52,7 @@ afterAll(async () => {
   await registry?.stop();
 });
 
-const ok = async (args: string[]) => {
-  const r = await engine.ctrctl(args);
-  if (r.code !== 0) throw new Error(`ctrctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-};
+const ok = (args: string[]) => okCtrctl(engine)(args);
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);

@@ -9,43 +9,32 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  buildBusyboxImage,
   CTRCTL_MAIN,
+  type EngineAndRegistry,
   freePort,
-  pushLayout,
+  okCtrctl,
   sleep,
-  TestEngine,
-  TestRegistry,
+  startEngineAndRegistry,
+  type TestEngine,
   waitFor,
 } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+let fx: EngineAndRegistry;
 let engine: TestEngine;
-let registry: TestRegistry;
 let image: string;
 
 beforeAll(async () => {
-  // Both are kept even when the other fails to start, so afterAll stops whichever came up.
-  const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
-  if (e.status === 'fulfilled') engine = e.value;
-  if (r.status === 'fulfilled') registry = r.value;
-  for (const x of [e, r]) if (x.status === 'rejected') throw x.reason;
-  const layout = await buildBusyboxImage(join(engine.dir, 'img'), '1');
-  image = `${registry.host}/busybox:1`;
-  await pushLayout(layout.dir, '1', image);
+  fx = await startEngineAndRegistry();
+  ({ engine, image } = fx);
 }, 120_000);
 
 afterAll(async () => {
-  await engine?.stop();
-  await registry?.stop();
+  await fx?.stop();
 });
 
 const ctrctl = (args: string[], input?: string) => engine.ctrctl(args, { input });
-const ok = async (args: string[]) => {
-  const r = await ctrctl(args);
-  if (r.code !== 0) throw new Error(`ctrctl ${args.join(' ')} exited ${r.code}: ${r.stderr.trim()}`);
-  return r.stdout.trim();
-};
+const ok = (args: string[]) => okCtrctl(engine)(args);
 const inspect = (ref: string, format: string) => ok(['inspect', '-f', format, ref]);
 const entries = (dir: string) => readdir(dir).catch(() => [] as string[]);
 
@@ -80,7 +69,7 @@ describe('ctrctl container commands', () => {
     const bad = await ctrctl(['run', '--rm', '-p', 'x:y', image, 'true']);
     expect(bad.code).toBe(125);
     expect((await ctrctl(['run', '--rm', '--restart', 'always', image, 'true'])).code).toBe(125);
-    const noImage = await ctrctl(['run', '--rm', '--pull', 'never', `${registry.host}/nope:1`, 'true']);
+    const noImage = await ctrctl(['run', '--rm', '--pull', 'never', `${fx.registry.host}/nope:1`, 'true']);
     expect(noImage.code).toBe(125);
     expect(noImage.stderr).toContain('No such image');
     // A failed run leaves no container behind.

@@ -7,3 +7,4 @@ export * from './registry.js';
 export * from './util.js';
 export * from './tree.js';
 export * from './containerd.js';
+export * from './fixture.js';
