@@ -5,6 +5,7 @@
  */
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ContainersService, TasksService, VolumesService } from '@ctr/api/containers/v1/containers';
 import { ImagesService } from '@ctr/api/images/v1/images';
 import { NetworksService } from '@ctr/api/networks/v1/networks';
 import { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
@@ -21,6 +22,7 @@ let started: Promise<void> | undefined;
 
 await runDaemon({
   name: 'container-service',
+  api: [ContainersService, TasksService, VolumesService],
   services: async (ctx) => {
     const { config, layout, log, bus } = ctx;
     store = new Store(join(config.root, 'containers.db'));

@@ -19,6 +19,7 @@ let meta: Metadata | undefined;
 
 await runDaemon({
   name: 'image-service',
+  api: [ImagesService, ContentService],
   services: async (ctx) => {
     const content = await new ContentStore(ctx.config.root).init();
     const dir = join(ctx.config.root, 'images');

@@ -15,6 +15,7 @@ let started: Promise<void> | undefined;
 
 await runDaemon({
   name: 'network-service',
+  api: [NetworksService],
   services: async (ctx) => {
     store = new Store(join(ctx.config.root, 'network', 'network.db'));
     manager = new NetworkManager(store, ctx.config, ctx.log, ctx.bus);

@@ -183,6 +183,7 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
 
 await runDaemon({
   name: 'snapshotter',
+  api: [SnapshotsService],
   services: async (ctx) => {
     const store = await SnapshotStore.open(ctx.config.root);
     const interrupted = await store.removeInterruptedApplies();

@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { type Config, type ConfigFlags, type Layout, layout, loadConfig } from './config.js';
 import { EventBus } from './events.js';
-import { type RunningServer, type ServiceBinding, serve } from './grpc.js';
+import { type RunningServer, type ServiceBinding, type ServiceDef, serve } from './grpc.js';
 import { HealthReporter, Serving } from './health.js';
 import { createLogger, type Logger } from './log.js';
 
@@ -23,6 +23,11 @@ export interface DaemonContext {
 
 export interface DaemonSpec {
   name: string;
+  /**
+   * The services it serves. They answer UNAVAILABLE ("starting"), which
+   * clients retry, until services() has returned, never UNIMPLEMENTED.
+   */
+  api: ServiceDef[];
   /** The daemon's API; called once the event bus is connected. */
   services(ctx: DaemonContext): Promise<ServiceBinding[]> | ServiceBinding[];
   /**
@@ -108,6 +113,7 @@ export async function runDaemon(spec: DaemonSpec, argv = process.argv.slice(2)):
   try {
     // Serve first (health says NOT_SERVING), so the supervisor sees the process come up.
     server = await serve(paths.serviceSocket(spec.name), [health.binding()]);
+    server.starting(spec.name, spec.api);
     const url = await resolveEventsUrl(config);
     const bus = await EventBus.connect({
       url,

@@ -15,6 +15,35 @@ const supervisor = (impl: Parameters<typeof implement<typeof SupervisorService>>
 });
 
 describe('gRPC on unix sockets', () => {
+  it('answers UNAVAILABLE, which a client retries, while the daemon starts; then the real handlers', async () => {
+    const socket = join(dir, 'starting.sock');
+    const server = await serve(socket, []);
+    try {
+      server.starting('supervisor', [SupervisorService, EventsService]);
+      const client = dial(SupervisorService, socket);
+      const early = await client.version({}).catch((e) => e);
+      expect(isKind(early, 'Unavailable')).toBe(true);
+      expect(early.message).toBe('supervisor is starting');
+      const stream = await readStream(dial(EventsService, socket).subscribe({ topics: [] }))
+        .next()
+        .catch((e) => e);
+      expect(isKind(stream, 'Unavailable')).toBe(true);
+      setTimeout(
+        () =>
+          server.add([
+            supervisor({
+              version: async () => ({ version: '1', revision: '', nodeVersion: '', natsVersion: '', apiVersion: 'v1' }),
+            }),
+          ]),
+        150,
+      );
+      expect((await client.version({}, { retryMs: 5000 })).version).toBe('1');
+      client.close();
+    } finally {
+      await server.close();
+    }
+  });
+
   it('serves on a 0660 socket and carries typed errors both ways', async () => {
     const socket = join(dir, 'a.sock');
     const server = await serve(socket, [

@@ -177,8 +177,14 @@ export interface ServiceBinding {
 export interface RunningServer {
   readonly socketPath: string;
   readonly server: grpc.Server;
-  /** Adds services to the running server (grpc-js looks handlers up per call). */
+  /** Adds services to the running server (grpc-js looks handlers up per call); replaces a placeholder of `starting`. */
   add(services: ServiceBinding[]): void;
+  /**
+   * Registers `definitions` with handlers that answer UNAVAILABLE ("NAME is
+   * starting"), which clients retry, until add() brings the real ones: a call
+   * that arrives while the daemon starts never meets UNIMPLEMENTED.
+   */
+  starting(name: string, definitions: ServiceDef[]): void;
   /** Graceful shutdown, forced after graceMs; removes the socket. */
   close(graceMs?: number): Promise<void>;
 }
@@ -186,8 +192,27 @@ export interface RunningServer {
 export async function serve(socketPath: string, services: ServiceBinding[]): Promise<RunningServer> {
   await claimSocket(socketPath);
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+  const placeholders = new Set<unknown>();
   const add = (bindings: ServiceBinding[]) => {
-    for (const s of bindings) server.addService(s.definition as grpc.ServiceDefinition, s.implementation);
+    for (const s of bindings) {
+      if (placeholders.delete(s.definition)) server.removeService(s.definition as grpc.ServiceDefinition);
+      server.addService(s.definition as grpc.ServiceDefinition, s.implementation);
+    }
+  };
+  const starting = (name: string, definitions: ServiceDef[]) => {
+    const status = { code: grpc.status.UNAVAILABLE, details: `${name} is starting` };
+    for (const d of definitions) {
+      const impl: grpc.UntypedServiceImplementation = {};
+      for (const [method, m] of Object.entries(d)) {
+        impl[method] = (
+          m.requestStream || m.responseStream
+            ? (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', status)
+            : (_: unknown, cb: grpc.sendUnaryData<unknown>) => cb(status, null)
+        ) as grpc.UntypedHandleCall;
+      }
+      server.addService(d as grpc.ServiceDefinition, impl);
+      placeholders.add(d);
+    }
   };
   add(services);
   await new Promise<void>((resolve, reject) =>
@@ -201,6 +226,7 @@ export async function serve(socketPath: string, services: ServiceBinding[]): Pro
     socketPath,
     server,
     add,
+    starting,
     close(graceMs = 2000) {
       closed ??= new Promise<void>((resolve) => {
         const timer = setTimeout(() => server.forceShutdown(), graceMs);

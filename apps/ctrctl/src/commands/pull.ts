@@ -1,5 +1,5 @@
 import { ImagesService } from '@ctr/api/images/v1/images';
-import { isKind, isUnavailable } from '@ctr/common/errors';
+import { isUnavailable } from '@ctr/common/errors';
 import { formatReference, parseReference } from '@ctr/common/reference';
 import { type Command, quietFlag } from '../command.js';
 import { UsageError } from '../errors.js';
@@ -47,8 +47,7 @@ export const command: Command = {
         result = await followTransfer(api.pull(request), view);
         break;
       } catch (e) {
-        // A service still starting may answer UNIMPLEMENTED before its handlers are in.
-        if (!(isUnavailable(e) || isKind(e, 'Unimplemented')) || Date.now() > deadline) throw e;
+        if (!isUnavailable(e) || Date.now() > deadline) throw e;
         await new Promise((r) => setTimeout(r, 250));
       }
     }
