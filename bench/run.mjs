@@ -19,17 +19,18 @@
  * markdown table, writes it to bench/results.md and into the README between
  * its bench markers. Figures, not assertions: it exits 0 unless a step fails.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   buildBusyboxImage,
   containerdBinaries,
+  median,
   pushLayout,
   startContainerd,
   TestEngine,
   TestRegistry,
+  timedRun,
 } from '@ctr/testkit';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
@@ -38,22 +39,10 @@ const root = process.cwd();
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-${process.pid}`;
 const CTRCTL = join(root, 'apps/ctrctl/dist/main.js');
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function exec(cmd, args, env = process.env) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('exit', (code) =>
-      code === 0
-        ? resolve({ ms: performance.now() - t0, out })
-        : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
-    );
-  });
-}
+const exec = async (cmd, args, env = process.env) => {
+  const { ms, stdout } = await timedRun(cmd, args, { env });
+  return { ms, out: stdout };
+};
 
 async function pssKb(pid) {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8').catch(() => '');

@@ -13,7 +13,7 @@
  * Each timing is the CLI's wall time from start to exit; the image is removed
  * (and garbage collected) between rounds. Prints a markdown table and one JSON line.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -35,22 +35,7 @@ const LAYERS = (
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-pull-${process.pid}`;
 const peers = join(process.cwd(), '.bench/peers');
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-function run(cmd, args, env = process.env) {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
-    let out = '';
-    p.stdout.on('data', (d) => (out += d));
-    p.stderr.on('data', (d) => (out += d));
-    p.on('exit', (code) =>
-      code === 0
-        ? resolve(performance.now() - t0)
-        : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`)),
-    );
-  });
-}
+const run = async (cmd, args, env = process.env) => (await timedRun(cmd, args, { env })).ms;
 
 async function main() {
   rmSync(work, { recursive: true, force: true });

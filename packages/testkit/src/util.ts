@@ -81,6 +81,20 @@ export async function mustRun(command: string, args: string[], opts: Parameters<
   return r.stdout;
 }
 
+/** mustRun with its wall time from start to exit, as a benchmark times a CLI. */
+export async function timedRun(
+  command: string,
+  args: string[],
+  opts: Parameters<typeof run>[2] = {},
+): Promise<{ ms: number; stdout: string }> {
+  const t0 = performance.now();
+  const stdout = await mustRun(command, args, opts);
+  return { ms: performance.now() - t0, stdout };
+}
+
+/** The median of some figures (the upper middle one for an even count). */
+export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
 export function execText(command: string, args: string[]): Promise<string> {
   return new Promise((res) => execFile(command, args, (_err, stdout) => res(stdout ?? '')));
 }
