@@ -124,7 +124,8 @@ describe('chaos', () => {
           running.add(ct.id);
           expect(alive(st.pid), `${ct.name} running with pid ${st.pid}`).toBe(true);
           expect(existsSync(shimDir), `${ct.name}'s shim`).toBe(true);
-          expect((await engine.ctrctl(['exec', ct.id, 'true'])).code, `exec in ${ct.name}`).toBe(0);
+          const ex = await engine.ctrctl(['exec', ct.id, 'true']);
+          expect(ex.code, `exec in ${ct.name}: ${ex.stderr}`).toBe(0);
         } else if (st?.status !== 'restarting' && st?.status !== 'paused') {
           expect(existsSync(shimDir), `${ct.name} (${st?.status}) holds no shim`).toBe(false);
         }

@@ -69,6 +69,12 @@ const DAY = 24 * 3600_000;
 /** The label that ties a snapshot to its container (orphans are removed on start). */
 export const SNAPSHOT_LABEL = 'ctr.container';
 const INIT_PATH = '/sbin/docker-init';
+/**
+ * Clean-up calls to a peer service wait out its restart (ctrd brings it back
+ * in about a second): a sandbox or snapshot whose removal met an outage would
+ * otherwise be left with nothing owning it.
+ */
+const THROUGH_RESTART = { retryMs: 60_000 };
 
 const SIGNALS: Record<string, number> = {
   SIGHUP: 1,
@@ -255,7 +261,7 @@ export class Containers {
         parent: image.chainId,
         labels: { [SNAPSHOT_LABEL]: id },
       });
-      undo.push(() => snapshots.remove({ key: id }));
+      undo.push(() => snapshots.remove({ key: id }, THROUGH_RESTART));
 
       const mounts: MountSpec[] = [];
       for (const m of cfg.mounts) mounts.push(await this.#resolveMount(m, anonymous, undo));
@@ -531,7 +537,7 @@ export class Containers {
         mode: `container:${target.container.id}`,
         containerName: c.name,
       });
-      undo.push(() => networks.removeSandbox({ containerId: c.id }));
+      undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
       const t = target.container;
       return {
         netns: sandbox.netnsPath || 'host',
@@ -547,7 +553,7 @@ export class Containers {
       mode: special ? mode : 'bridge',
       containerName: c.name,
     });
-    undo.push(() => networks.removeSandbox({ containerId: c.id }));
+    undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
     if (!special) {
       const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
       const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
@@ -741,7 +747,7 @@ export class Containers {
   /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
   async #release(id: string) {
     await this.#dropShim(id);
-    await this.d.networks.removeSandbox({ containerId: id }).catch((err) => {
+    await this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART).catch((err) => {
       if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
     });
   }
@@ -925,7 +931,7 @@ export class Containers {
     const c = rec.container;
     this.#clearRestartTimer(id);
     await this.#release(id);
-    await this.d.snapshots.remove({ key: c.snapshotKey }).catch((err) => {
+    await this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).catch((err) => {
       if (!isNotFound(err)) throw err;
     });
     await rm(c.bundlePath, { recursive: true, force: true });
@@ -1180,6 +1186,14 @@ export class Containers {
       const st = c.state?.status ?? 'created';
       const shim = await this.#shim(c.id).catch(() => undefined);
       const state = shim ? await shim.state({ id: c.id, execId: '' }).catch(() => undefined) : undefined;
+      if (state?.status === Status.STATUS_CREATED) {
+        // A start this service did not finish: the init waits and the user's process never ran. Undo it.
+        log.info({ id: c.id }, 'undoing a start cut short');
+        if (LIVE.has(st))
+          await this.#exited(c.id, 0, { code: 128, at: new Date(), oom: false, error: 'the start was cut short' });
+        else await this.#release(c.id);
+        continue;
+      }
       if (LIVE.has(st) || (state && state.status !== Status.STATUS_STOPPED && state.pid)) {
         if (state && state.status !== Status.STATUS_STOPPED && shim) {
           if (!LIVE.has(st) && c.state) {
@@ -1216,12 +1230,12 @@ export class Containers {
       log.info({ id }, 'removing a shim that belongs to no container');
       await this.#dropShim(id);
     }
-    const { sandboxes } = await this.d.networks.listSandboxes({}).catch(() => ({ sandboxes: [] }));
+    const { sandboxes } = await this.d.networks.listSandboxes({}, THROUGH_RESTART).catch(() => ({ sandboxes: [] }));
     for (const s of sandboxes) {
       const rec = store.container(s.containerId);
       if (rec && LIVE.has(rec.container.state?.status ?? '')) continue;
       if (!rec && !known.has(s.containerId) && !/^[0-9a-f]{64}$/.test(s.containerId)) continue;
-      await this.d.networks.removeSandbox({ containerId: s.containerId }).catch(() => undefined);
+      await this.d.networks.removeSandbox({ containerId: s.containerId }, THROUGH_RESTART).catch(() => undefined);
     }
     // Snapshots of a create cut short. The snapshotter may still be starting: then the next start sweeps.
     try {
@@ -1232,7 +1246,7 @@ export class Containers {
           if (owner && !store.container(owner)) orphans.push(info.name);
         }
       }
-      for (const key of orphans) await this.d.snapshots.remove({ key }).catch(() => undefined);
+      for (const key of orphans) await this.d.snapshots.remove({ key }, THROUGH_RESTART).catch(() => undefined);
     } catch (err) {
       log.warn({ err }, 'cannot list snapshots; orphans are swept on the next start');
     }

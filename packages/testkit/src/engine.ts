@@ -14,7 +14,7 @@ import { ServiceState, type ServiceStatus, SupervisorService } from '@ctr/api/su
 import { layout } from '@ctr/common/config';
 import { type ApiClient, dial, type ServiceDef } from '@ctr/common/grpc';
 import { processAlive } from '@ctr/sys/proc';
-import { assertNoLeaks, findLeaks } from './leaks.js';
+import { assertNoLeaks, findLeaks, sweepLeaks } from './leaks.js';
 import { type RunResult, randomInstance, repoRoot, run, signal, sleep, waitFor } from './util.js';
 
 export interface EngineOptions {
@@ -274,11 +274,18 @@ export class TestEngine {
     }
     const scope = { instance: this.instance, dirs: [this.dir] };
     // Processes a killed service left as zombies of PID 1 vanish shortly; give them a moment.
-    if (checkLeaks) {
-      await waitFor(async () => (await findLeaks(scope)).length === 0, 'the engine to leave nothing behind', {
-        timeoutMs: 5000,
-      }).catch(() => assertNoLeaks(scope));
+    try {
+      if (checkLeaks) {
+        await waitFor(async () => (await findLeaks(scope)).length === 0, 'the engine to leave nothing behind', {
+          timeoutMs: 5000,
+        }).catch(() => assertNoLeaks(scope));
+      }
+    } catch (err) {
+      // The test fails with the list; the host does not keep what the engine's teardown missed.
+      await sweepLeaks(scope);
+      throw err;
+    } finally {
+      await rm(this.dir, { recursive: true, force: true });
     }
-    await rm(this.dir, { recursive: true, force: true });
   }
 }

@@ -16,8 +16,11 @@ export interface EngineAndRegistry {
 export async function startEngineAndRegistry(): Promise<EngineAndRegistry> {
   const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
   const stop = async () => {
-    if (e.status === 'fulfilled') await e.value.stop();
-    if (r.status === 'fulfilled') await r.value.stop();
+    try {
+      if (e.status === 'fulfilled') await e.value.stop();
+    } finally {
+      if (r.status === 'fulfilled') await r.value.stop();
+    }
   };
   if (e.status === 'rejected' || r.status === 'rejected') {
     await stop().catch(() => undefined);
