@@ -37,7 +37,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const DETACHED = 20;
 const root = process.cwd();
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-${process.pid}`;
-const CTRCTL = join(root, 'apps/ctrctl/dist/main.js');
+const CTRCTL = join(root, 'apps/ctrctl/dist/bundle/main.js');
 
 const exec = async (cmd, args, env = process.env) => {
   const { ms, stdout } = await timedRun(cmd, args, { env });

@@ -6,7 +6,8 @@
  * container-service while containers run and exit.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   CTRCTL_MAIN,
@@ -37,6 +38,22 @@ const ctrctl = (args: string[], input?: string) => engine.ctrctl(args, { input }
 const ok = (args: string[]) => okCtrctl(engine)(args);
 const inspect = (ref: string, format: string) => ok(['inspect', '-f', format, ref]);
 const entries = (dir: string) => readdir(dir).catch(() => [] as string[]);
+/** The shims of containers (not the warm ones, started ahead and hosting nothing). */
+const containerShims = async () => (await entries(join(engine.state, 'shims'))).filter((n) => !n.startsWith('warm-'));
+/** Warm shims that are up (their pid file is written once they answer). */
+const warmShims = async () =>
+  (await entries(join(engine.state, 'shims'))).filter(
+    (n) => n.startsWith('warm-') && existsSync(join(engine.state, 'shims', n, 'shim.pid')),
+  );
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+const shimPid = async (name: string) => Number(await readFile(join(engine.state, 'shims', name, 'shim.pid'), 'utf8'));
 
 describe('ctrctl container commands', () => {
   it('run --rm prints the output, pulls first, and leaves nothing', async () => {
@@ -45,7 +62,7 @@ describe('ctrctl container commands', () => {
     expect(r.stderr).toContain(`Unable to find image '${image}' locally`);
     expect(await ok(['ps', '-aq'])).toBe('');
     expect(await entries(join(engine.root, 'containers'))).toEqual([]);
-    expect(await entries(join(engine.state, 'shims'))).toEqual([]);
+    expect(await containerShims()).toEqual([]);
     expect(await entries(join(engine.state, 'netns'))).toEqual([]);
     // The lifecycle as events, in order, with docker's action names.
     const events = await waitFor(async () => {
@@ -357,6 +374,11 @@ describe('container-service restarts', () => {
       'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 0',
     ]);
 
+    // One shim waits ready for the next start; it is the service's alone.
+    await waitFor(async () => (await warmShims()).length === 1, 'a warm shim');
+    const [spare] = await warmShims();
+    const sparePid = await shimPid(spare);
+
     const before = await engine.service('container-service');
     process.kill(before.pid, 'SIGKILL');
     await writeFile(join(gate, 'go'), '');
@@ -381,6 +403,16 @@ describe('container-service restarts', () => {
     await waitFor(async () => (await ctrctl(['inspect', removed])).code === 1, 'the --rm container to go');
     // And the service still drives them.
     expect(await ok(['exec', 'long0', 'echo', 'alive'])).toBe('alive');
+    // The dead service's warm shim ended with it; the new service has its own, which the next run takes.
+    await waitFor(() => !alive(sparePid), 'the old warm shim to end');
+    await waitFor(async () => (await warmShims()).length === 1 && (await warmShims())[0] !== spare, 'a new warm shim');
+    const [fresh] = await warmShims();
+    const freshPid = await shimPid(fresh);
+    const taker = await ok(['run', '-d', image, 'sleep', '600']);
+    expect(await shimPid(taker)).toBe(freshPid);
+    expect(await warmShims()).not.toContain(fresh);
+    await ok(['rm', '-f', taker]);
+    await waitFor(() => !alive(freshPid), 'the taken shim to end with its container');
     await ok(['rm', '-f', ...ids, coded]);
     expect(await ok(['ps', '-aq'])).toBe('');
   }, 120_000);

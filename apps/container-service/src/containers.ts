@@ -45,6 +45,7 @@ import { applyChanges, type CommitConfig, mergeEnv, resolveUser, type Spec } fro
 import { closeFd, O, openat2 } from '@ctr/sys';
 import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
 import { cleanCopyMounts, mountOffline, unmountOffline } from './copy.js';
+import { isWarmShim, WarmShims } from './warm.js';
 import { randomName, VALID_NAME } from './names.js';
 import { bundleConfig, containerSpec, imageUsers, layerDirs, type NameFiles } from './spec.js';
 import type { ContainerRecord, Store } from './store.js';
@@ -193,7 +194,11 @@ export class Containers {
   #closing = false;
   #engine?: ShimEngine;
 
-  constructor(private readonly d: Deps) {}
+  readonly #warm: WarmShims;
+
+  constructor(private readonly d: Deps) {
+    this.#warm = new WarmShims(() => this.#shimEngine(), d.config.shim.warm, d.log);
+  }
 
   // ---------------------------------------------------------------- lookup
 
@@ -647,9 +652,9 @@ export class Containers {
       return client;
     }
     if (!start) return undefined;
-    const s = await startShim(engine, id);
-    this.#shims.set(id, s.client);
-    return s.client;
+    const client = (await this.#warm.take(id)) ?? (await startShim(engine, id)).client;
+    this.#shims.set(id, client);
+    return client;
   }
 
   /** The shim of a running task, or a clear error. */
@@ -673,7 +678,7 @@ export class Containers {
     this.#shims.delete(id);
     // The shim removes its directory as it exits; a shim that died leaves it.
     const dir = this.d.layout.shimDir(id);
-    for (let i = 0; i < 100 && existsSync(join(dir, 'shim.sock')); i++) await sleep(10);
+    for (let i = 0; i < 500 && existsSync(join(dir, 'shim.sock')); i++) await sleep(2);
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -746,10 +751,13 @@ export class Containers {
 
   /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
   async #release(id: string) {
-    await this.#dropShim(id);
-    await this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART).catch((err) => {
-      if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
-    });
+    // The task is gone, so its namespace has no user left: both go at once.
+    await Promise.all([
+      this.#dropShim(id),
+      this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART).catch((err) => {
+        if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
+      }),
+    ]);
   }
 
   #maybeRestart(rec: ContainerRecord) {
@@ -1227,6 +1235,10 @@ export class Containers {
     // Shims with no container (a create cut short).
     for (const id of await readdir(this.d.layout.shimsDir).catch(() => [] as string[])) {
       if (known.has(id)) continue;
+      if (isWarmShim(id)) {
+        await this.#warm.discard(id);
+        continue;
+      }
       log.info({ id }, 'removing a shim that belongs to no container');
       await this.#dropShim(id);
     }
@@ -1250,6 +1262,7 @@ export class Containers {
     } catch (err) {
       log.warn({ err }, 'cannot list snapshots; orphans are swept on the next start');
     }
+    this.#warm.fill();
   }
 
   /** Starts containers whose policy says so when the engine comes up (docker's daemon start). */
@@ -1264,9 +1277,11 @@ export class Containers {
     }
   }
 
-  close(): void {
+  /** A clean stop: containers run on, their shims with them; the warm shims end. */
+  async close(): Promise<void> {
     this.#closing = true;
     for (const t of this.#restartTimers.values()) clearTimeout(t);
     for (const s of this.#shims.values()) s.close();
+    await this.#warm.close();
   }
 }

@@ -49,7 +49,7 @@ await runDaemon({
   },
   ready: async () => started,
   stop: async () => {
-    manager?.close();
+    await manager?.close();
     store?.close();
   },
 });

@@ -69,9 +69,13 @@ async function main() {
       for (const who of order) {
         if (who === 'ctr') {
           results.ctr.push(
-            await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'pull', '-q', ref], ctrEnv),
+            await run(
+              process.execPath,
+              [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.js'), 'pull', '-q', ref],
+              ctrEnv,
+            ),
           );
-          await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/main.js'), 'rmi', ref], ctrEnv);
+          await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.js'), 'rmi', ref], ctrEnv);
         } else {
           results.containerd.push(await run(ctr, [...cd, 'images', 'pull', '--plain-http', ref]));
           await run(ctr, [...cd, 'images', 'rm', '--sync', ref]);

@@ -5,15 +5,20 @@
  * <state>/shims/<id>/shim.sock and publishes task events. Its own log is its
  * stdout (the starter points it at <state>/shims/<id>/shim.log).
  *
- *   ctr-shim --id <id> [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
+ *   ctr-shim --id <id> [--warm] [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
+ *
+ * --warm: started ahead of its container (container-service's warm shims).
+ * Until Bind gives it one, it ends when its starter does, so a warm shim is
+ * never left behind by a service that died.
  */
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
 import type { Event } from '@ctr/common/events';
 import { EventBus } from '@ctr/common/events';
-import { type RunningServer, serve } from '@ctr/common/grpc';
+import { alreadyExists } from '@ctr/common/errors';
+import { type RunningServer, serve, socketAlive } from '@ctr/common/grpc';
 import { HealthReporter, Serving } from '@ctr/common/health';
 import { createLogger } from '@ctr/common/log';
 import { validateId } from '@ctr/common/names';
@@ -27,6 +32,7 @@ import type { Task } from './task.js';
 async function main() {
   let id: string;
   let config: Config;
+  let warm = false;
   try {
     // --id is the shim's own; the rest are every daemon's flags.
     const args = process.argv.slice(2);
@@ -34,15 +40,21 @@ async function main() {
     if (at < 0 || !args[at + 1]) throw new Error('--id is required');
     id = validateId(args[at + 1], 'shim id');
     args.splice(at, 2);
+    const w = args.indexOf('--warm');
+    if (w >= 0) {
+      warm = true;
+      args.splice(w, 1);
+    }
     config = loadConfig(parseDaemonFlags(args));
   } catch (err) {
     process.stderr.write(`ctr-shim: ${(err as Error).message}\n`);
     process.exit(2);
   }
 
-  const log = createLogger({ name: 'shim', level: config.log.level }).child({ shim: id });
+  const base = createLogger({ name: 'shim', level: config.log.level });
+  let log = base.child({ shim: id });
   const paths = layout(config);
-  const dir = paths.shimDir(id);
+  let dir = paths.shimDir(id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   setChildSubreaper();
   const reaper = new Reaper();
@@ -101,15 +113,39 @@ async function main() {
     process.exit(1);
   });
 
+  const ctx = { log, dir, cgroups: await hostLayout(), publish };
+  /**
+   * A warm shim becomes container `to`'s: its directory (socket, pid file and
+   * log inside, all still open) is renamed to the container's, so whoever
+   * looks for the container's shim finds this one. A directory left there by
+   * a shim that died goes first; a live one is never replaced.
+   */
+  const starter = process.ppid;
+  const orphaned = warm
+    ? setInterval(() => {
+        if (process.ppid !== starter) {
+          log.info('warm, and its starter is gone');
+          void exit(0);
+        }
+      }, 1000).unref()
+    : undefined;
+  const bind = async (to: string) => {
+    clearInterval(orphaned);
+    if (to === id) return;
+    const target = paths.shimDir(to);
+    if (await socketAlive(paths.shimSocket(to))) throw alreadyExists(`container ${to} already has a shim`);
+    await rm(target, { recursive: true, force: true });
+    await rename(dir, target);
+    log.info({ container: to }, 'bound to its container');
+    id = to;
+    dir = target;
+    log = base.child({ shim: id });
+    ctx.dir = dir;
+    ctx.log = log;
+  };
   server = await serve(paths.shimSocket(id), [
     health.binding(),
-    shimApi({
-      instance: config.instance,
-      tasks,
-      ctx: { log, dir, cgroups: await hostLayout(), publish },
-      runtimeFor,
-      exit: () => void exit(0),
-    }),
+    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind }),
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);

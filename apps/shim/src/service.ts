@@ -26,6 +26,8 @@ export interface ShimState {
   runtimeFor(name: string): Promise<Runtime>;
   /** Ends the shim (after the reply is sent). */
   exit(): void;
+  /** Moves the shim to container `id` (a warm shim, hosting nothing yet). */
+  bind(id: string): Promise<void>;
 }
 
 const STATUS: Record<string, Status> = {
@@ -153,6 +155,12 @@ export function shimApi(state: ShimState): ServiceBinding {
           const exit = await t.delete(execId);
           if (!execId) state.tasks.delete(id);
           return { pid: exit.pid, exitStatus: exit.exitStatus, exitedAt: new Date(exit.exitedAt) };
+        },
+        bind: async ({ id }) => {
+          validateId(id, 'container id');
+          if (state.tasks.size) throw failedPrecondition('the shim already hosts a task');
+          await state.bind(id);
+          return {};
         },
         shutdown: async ({ now }) => {
           const live = [...state.tasks.values()].filter((t) => t.init.status !== 'stopped');

@@ -430,6 +430,44 @@ describe('the shim process', () => {
     await again.client.delete({ id: t.id, execId: '' });
   });
 
+  it('warm: bound to a container it moves to its directory and runs its task; unbound it ends with its starter', async () => {
+    const starter = `
+      import { startShim } from '@ctr/shim-client';
+      const engine = ${JSON.stringify(engine)};
+      const a = await startShim(engine, 'warm-a', { warm: true });
+      const b = await startShim(engine, 'warm-b', { warm: true });
+      await a.client.bind({ id: 'bound' });
+      process.stdout.write(a.pid + ' ' + b.pid + '\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
+      cwd: join(import.meta.dirname, '..'),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const [boundPid, sparePid] = (
+      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())))
+    )
+      .trim()
+      .split(' ')
+      .map(Number);
+    expect(existsSync(join(engine.state, 'shims', 'warm-a'))).toBe(false);
+    expect(await readFile(join(engine.state, 'shims', 'bound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // The spare nobody took ends, and takes its directory with it; the bound one stays.
+    await waitFor(() => !existsSync(`/proc/${sparePid}`), 'the unbound warm shim to end', { timeoutMs: 5000 });
+    expect(existsSync(join(engine.state, 'shims', 'warm-b'))).toBe(false);
+    const bound = await reconnect('bound', boundPid);
+    // Bind moves a shim while it hosts nothing, never one that runs a task.
+    await expect(bound.client.bind({ id: 'other' })).resolves.toEqual({});
+    const t = await runTask('exit 5', { on: bound.client });
+    await expect(bound.client.bind({ id: 'third' })).rejects.toThrow(/already hosts a task/);
+    await bound.client.start({ id: t.id, execId: '' });
+    expect((await bound.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(5);
+    expect(existsSync(join(engine.state, 'shims', 'other', `${t.id}.exit.json`))).toBe(true);
+    await bound.client.delete({ id: t.id, execId: '' });
+  });
+
   it('tells the true exit status to a client that comes after the exit', async () => {
     const s = await startShim(engine, 'late');
     shims.push(s);

@@ -36,6 +36,10 @@ export interface Config {
   log: {
     level: string;
   };
+  shim: {
+    /** Shims booted ahead of need, so a start does not wait for one (0: none). */
+    warm: number;
+  };
   /** The config file that was read, if any. */
   configFile: string;
 }
@@ -51,6 +55,7 @@ export function defaultConfig(): Config {
     network: { defaultSubnet: '172.17.0.0/16', pool: '172.17.0.0/12', poolSize: 16 },
     registry: { mirrors: {}, insecure: [] },
     log: { level: 'info' },
+    shim: { warm: 1 },
     configFile: '',
   };
 }

@@ -1,0 +1,100 @@
+/**
+ * Warm shims: a few shims booted ahead, hosting nothing, so that a start does
+ * not wait for a Node process to boot (a third of a `run --rm` otherwise).
+ * A start takes one and binds it to its container (the shim moves its
+ * directory to `shims/<id>/`), and another boots in the background.
+ *
+ * A warm shim lives in `shims/warm-<hex>/` and only as long as the service
+ * that started it: a clean stop shuts the spares down, and one whose service
+ * died ends by itself (the shim's --warm). The next service's reconcile ends
+ * any that are still there, so no idle shim outlives its owner.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '@ctr/common/log';
+import { layout } from '@ctr/common/config';
+import { connectShim, type ShimClient, type ShimEngine, startShim } from '@ctr/shim-client';
+
+export const WARM_PREFIX = 'warm-';
+
+export const isWarmShim = (name: string) => name.startsWith(WARM_PREFIX);
+
+interface Spare {
+  name: string;
+  client: ShimClient;
+}
+
+export class WarmShims {
+  #ready: Spare[] = [];
+  #booting = new Set<Promise<void>>();
+  #closed = false;
+
+  constructor(
+    private readonly engine: () => Promise<ShimEngine>,
+    private readonly size: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Boots spares until the pool is full (none when its size is 0). */
+  fill(): void {
+    while (!this.#closed && this.#ready.length + this.#booting.size < this.size) {
+      const boot: Promise<void> = this.#boot().finally(() => this.#booting.delete(boot));
+      this.#booting.add(boot);
+    }
+  }
+
+  async #boot(): Promise<void> {
+    const name = `${WARM_PREFIX}${randomBytes(6).toString('hex')}`;
+    try {
+      const s = await startShim(await this.engine(), name, { warm: true });
+      if (this.#closed) await this.#end({ name, client: s.client });
+      else this.#ready.push({ name, client: s.client });
+    } catch (err) {
+      this.log.warn({ err }, 'a warm shim did not start');
+    }
+  }
+
+  /**
+   * A shim for container `id`, bound to it and dialled at its new place; or
+   * undefined when there is none to give (the caller boots one itself). A
+   * spare still booting is waited for: it is nearer ready than a new one.
+   */
+  async take(id: string): Promise<ShimClient | undefined> {
+    if (!this.#ready.length && this.#booting.size) await Promise.race(this.#booting);
+    const spare = this.#ready.shift();
+    this.fill();
+    if (!spare) return undefined;
+    try {
+      await spare.client.bind({ id });
+      spare.client.close();
+      return connectShim(await this.engine(), id);
+    } catch (err) {
+      this.log.warn({ err, shim: spare.name }, 'a warm shim could not be bound; starting one');
+      await this.#end(spare);
+      return undefined;
+    }
+  }
+
+  /** A spare of an earlier run of this service, found in the state dir: ended. */
+  async discard(name: string): Promise<void> {
+    await this.#end({ name, client: connectShim(await this.engine(), name) });
+  }
+
+  async #end(spare: Spare): Promise<void> {
+    await spare.client.shutdown({ id: spare.name, now: true }).catch(() => undefined);
+    spare.client.close();
+    // The shim removes its directory as it exits; one that died leaves it.
+    const paths = layout(await this.engine());
+    for (let i = 0; i < 100 && existsSync(paths.shimSocket(spare.name)); i++) await sleep(10);
+    await rm(paths.shimDir(spare.name), { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  /** Ends every spare (this service is stopping cleanly). */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.allSettled(this.#booting);
+    await Promise.allSettled(this.#ready.splice(0).map((s) => this.#end(s)));
+  }
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+/**
+ * Bundles an app's compiled entry (dist/main.js) and everything it imports
+ * into dist/bundle/, for the processes whose start-up a user waits on: ctrctl
+ * (every command) and the shim (every container). Node then reads a handful
+ * of files instead of resolving and loading some three hundred modules.
+ * Commands loaded on demand stay separate chunks. koffi stays outside: it
+ * loads its native addon from its own package.
+ *
+ *   node tools/build/bundle.mjs apps/ctrctl
+ */
+import { rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { build } from 'rolldown';
+
+const project = resolve(process.argv[2] ?? '.');
+const out = join(project, 'dist/bundle');
+rmSync(out, { recursive: true, force: true });
+await build({
+  input: join(project, 'dist/main.js'),
+  platform: 'node',
+  external: ['koffi', /^node:/],
+  logLevel: 'warn',
+  output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js' },
+});
