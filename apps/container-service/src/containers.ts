@@ -746,7 +746,9 @@ export class Containers {
       await this.#remove(id, true).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
       return;
     }
-    this.#maybeRestart(rec);
+    // The record as it is now: a stop (or a start) that came while the task was released has the last word.
+    const now = this.d.store.container(id);
+    if (now?.container.state?.status === 'exited') this.#maybeRestart(now);
   }
 
   /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
