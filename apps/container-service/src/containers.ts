@@ -186,6 +186,8 @@ export function commitConfig(rec: ContainerRecord): CommitConfig {
 export class Containers {
   #locks = new Map<string, Promise<unknown>>();
   #shims = new Map<string, ShimClient>();
+  /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
+  #newShims = new Set<string>();
   /** The watch of each running task: resolves once its exit has been handled (--rm and policy included). */
   #monitors = new Map<string, Promise<void>>();
   #changed = new Map<string, Set<() => void>>();
@@ -463,8 +465,8 @@ export class Containers {
       const shim = await this.#shim(id, true);
       if (!shim) throw new Error('unreachable');
       undo.push(() => this.#dropShim(id));
-      // A stale task of an earlier run (this service died before it deleted it) goes first.
-      await shim.delete({ id, execId: '' }).catch(() => undefined);
+      // A stale task of an earlier run (this service died before it deleted it) goes first; a new shim has none.
+      if (!this.#newShims.delete(id)) await shim.delete({ id, execId: '' }).catch(() => undefined);
       const log = logLimits(c.config?.logOptions ?? {});
       await shim.create({
         id,
@@ -654,6 +656,7 @@ export class Containers {
     if (!start) return undefined;
     const client = (await this.#warm.take(id)) ?? (await startShim(engine, id)).client;
     this.#shims.set(id, client);
+    this.#newShims.add(id);
     return client;
   }
 
@@ -676,6 +679,7 @@ export class Containers {
       shim.close();
     }
     this.#shims.delete(id);
+    this.#newShims.delete(id);
     // The shim removes its directory as it exits; a shim that died leaves it.
     const dir = this.d.layout.shimDir(id);
     for (let i = 0; i < 500 && existsSync(join(dir, 'shim.sock')); i++) await sleep(2);

@@ -49,6 +49,8 @@ export class WarmShims {
     const name = `${WARM_PREFIX}${randomBytes(6).toString('hex')}`;
     try {
       const s = await startShim(await this.engine(), name, { warm: true });
+      // A few calls while nobody waits: the shim's first answers (its gRPC paths still cold) are slow.
+      for (let i = 0; i < 3; i++) await s.client.state({ id: name, execId: '' }).catch(() => undefined);
       if (this.#closed) await this.#end({ name, client: s.client });
       else this.#ready.push({ name, client: s.client });
     } catch (err) {

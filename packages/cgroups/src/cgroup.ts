@@ -3,6 +3,7 @@
  * controller (v1), or in the unified hierarchy (v2). Limits, stats, OOM
  * count, freeze/thaw and kill-all speak the same language on both.
  */
+import { writeFileSync } from 'node:fs';
 import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type CgroupLayout, V1_CONTROLLERS, type V1Controller } from './layout.js';
@@ -75,7 +76,7 @@ export class Cgroup {
   /** Creates the cgroup (and its parents) and applies the limits. */
   async create(resources: Resources = {}): Promise<void> {
     if (this.v2) await this.#enableControllers();
-    for (const d of this.dirs()) await mkdir(d, { recursive: true });
+    await Promise.all(this.dirs().map((d) => mkdir(d, { recursive: true })));
     if (!this.v2) await this.#inheritCpuset();
     await this.apply(resources);
   }
@@ -151,8 +152,13 @@ export class Cgroup {
   }
 
   /** Moves a process into the cgroup, in every hierarchy. */
+  /**
+   * Moves `pid` in. Synchronous writes on purpose: a new container's init
+   * waits for this before it goes on, and a dozen v1 hierarchies written
+   * one thread-pool hop at a time cost it ten milliseconds or more.
+   */
   async addProcess(pid: number): Promise<void> {
-    for (const d of this.dirs()) await writeFile(join(d, 'cgroup.procs'), String(pid));
+    for (const d of this.dirs()) writeFileSync(join(d, 'cgroup.procs'), String(pid));
   }
 
   async pids(): Promise<number[]> {
