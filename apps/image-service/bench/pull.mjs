@@ -19,10 +19,12 @@ import { join } from 'node:path';
 import {
   buildOciLayout,
   containerdBinaries,
+  median,
   pushLayout,
   startContainerd,
   TestEngine,
   TestRegistry,
+  timedRun,
 } from '@ctr/testkit';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
