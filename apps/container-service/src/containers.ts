@@ -11,7 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
   Container,
@@ -45,7 +45,7 @@ import { applyChanges, type CommitConfig, mergeEnv, resolveUser, type Spec } fro
 import { closeFd, O, openat2 } from '@ctr/sys';
 import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
 import { cleanCopyMounts, mountOffline, unmountOffline } from './copy.js';
-import { isWarmShim, WarmShims } from './warm.js';
+import { GROUP_PREFIX, isGroupShim, isWarmShim, WarmShims } from './warm.js';
 import { randomName, VALID_NAME } from './names.js';
 import { bundleConfig, containerSpec, imageUsers, layerDirs, type NameFiles } from './spec.js';
 import type { ContainerRecord, Store } from './store.js';
@@ -186,6 +186,8 @@ export function commitConfig(rec: ContainerRecord): CommitConfig {
 export class Containers {
   #locks = new Map<string, Promise<unknown>>();
   #shims = new Map<string, ShimClient>();
+  /** Group shims (shim.group > 1) and the containers each hosts. */
+  #groups = new Map<string, Set<string>>();
   /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
   #newShims = new Set<string>();
   /** The watch of each running task: resolves once its exit has been handled (--rm and policy included). */
@@ -654,10 +656,54 @@ export class Containers {
       return client;
     }
     if (!start) return undefined;
-    const client = (await this.#warm.take(id)) ?? (await startShim(engine, id)).client;
+    let client: ShimClient;
+    if (this.d.config.shim.group > 1) client = await this.#joinGroup(engine, id);
+    else client = (await this.#warm.take(id)) ?? (await startShim(engine, id)).client;
     this.#shims.set(id, client);
     this.#newShims.add(id);
     return client;
+  }
+
+  /**
+   * shim.group > 1: the container joins a shim that hosts fewer than that
+   * many (a warm one bound to a new group otherwise). `shims/<id>` is then a
+   * symlink to the group's directory, so whoever looks for the container's
+   * shim by its id finds the group's socket.
+   */
+  async #joinGroup(engine: ShimEngine, id: string): Promise<ShimClient> {
+    const size = this.d.config.shim.group;
+    let group = [...this.#groups].find(([, members]) => members.size < size)?.[0];
+    if (group) this.#groups.get(group)?.add(id);
+    else {
+      group = `${GROUP_PREFIX}${randomBytes(6).toString('hex')}`;
+      const shim = (await this.#warm.take(group)) ?? (await startShim(engine, group)).client;
+      shim.close();
+      this.#groups.set(group, new Set([id]));
+    }
+    const link = this.d.layout.shimDir(id);
+    await rm(link, { recursive: true, force: true }); // what a shim that died left
+    await symlink(group, link);
+    return connectShim(engine, id);
+  }
+
+  /** A group's shim once its last container left: ended, unless it still hosts a task (then it stays). */
+  async #endGroup(group: string) {
+    this.#groups.delete(group);
+    const engine = await this.#shimEngine();
+    const shim = connectShim(engine, group);
+    try {
+      await shim.shutdown({ id: group, now: false });
+    } catch (err) {
+      if (!isUnavailable(err)) {
+        this.d.log.warn({ err, group }, 'the group shim stays');
+        return;
+      }
+    } finally {
+      shim.close();
+    }
+    const dir = this.d.layout.shimDir(group);
+    for (let i = 0; i < 500 && existsSync(join(dir, 'shim.sock')); i++) await sleep(2);
+    await rm(dir, { recursive: true, force: true });
   }
 
   /** The shim of a running task, or a clear error. */
@@ -670,8 +716,25 @@ export class Containers {
     return { rec, shim };
   }
 
-  /** Ends the container's shim (it holds no running task by now). */
+  /** Ends the container's shim (it holds no running task by now); in a group, its task and link go. */
   async #dropShim(id: string) {
+    const group = await readlink(this.d.layout.shimDir(id)).catch(() => undefined);
+    if (group !== undefined) {
+      // The last member ends its group; nobody joins a group that is ending. (A group this
+      // service does not know, as at reconcile, is left to reconcile.)
+      const members = this.#groups.get(group);
+      members?.delete(id);
+      const last = members !== undefined && members.size === 0;
+      if (last) this.#groups.delete(group);
+      const shim = await this.#shim(id).catch(() => undefined);
+      await shim?.delete({ id, execId: '' }).catch(() => undefined);
+      shim?.close();
+      this.#shims.delete(id);
+      this.#newShims.delete(id);
+      await rm(this.d.layout.shimDir(id), { force: true });
+      if (last) await this.#endGroup(group);
+      return;
+    }
     const shim = await this.#shim(id).catch(() => undefined);
     if (shim) {
       await shim.delete({ id, execId: '' }).catch(() => undefined);
@@ -1193,6 +1256,15 @@ export class Containers {
     const { store, log } = this.d;
     // A cp that a crash cut short left its private mount.
     await cleanCopyMounts(this.#copyDir);
+    // Groups (shim.group > 1) as their containers' links say; a container that is released below leaves its group.
+    const entries = await readdir(this.d.layout.shimsDir).catch(() => [] as string[]);
+    for (const name of entries) {
+      const group = await readlink(this.d.layout.shimDir(name)).catch(() => undefined);
+      if (group === undefined || !store.container(name)) continue;
+      const members = this.#groups.get(group) ?? new Set<string>();
+      members.add(name);
+      this.#groups.set(group, members);
+    }
     const known = new Set<string>();
     for (const rec of store.containers()) {
       const c = rec.container;
@@ -1239,10 +1311,19 @@ export class Containers {
       if (st === 'restarting' && c.state) this.#scheduleRestart(c.id, 100);
     }
     // Shims with no container (a create cut short).
-    for (const id of await readdir(this.d.layout.shimsDir).catch(() => [] as string[])) {
+    // Groups last: a link of a container that is gone leaves its group first.
+    const left = (await readdir(this.d.layout.shimsDir).catch(() => [] as string[])).sort(
+      (a, b) => Number(isGroupShim(a)) - Number(isGroupShim(b)),
+    );
+    for (const id of left) {
       if (known.has(id)) continue;
       if (isWarmShim(id)) {
         await this.#warm.discard(id);
+        continue;
+      }
+      if (isGroupShim(id)) {
+        // A group none of whose containers is left (ended unless it still hosts a task).
+        if (!this.#groups.get(id)?.size) await this.#endGroup(id);
         continue;
       }
       log.info({ id }, 'removing a shim that belongs to no container');

@@ -21,6 +21,10 @@ export const WARM_PREFIX = 'warm-';
 
 export const isWarmShim = (name: string) => name.startsWith(WARM_PREFIX);
 
+/** A shim that hosts a group of containers (shim.group > 1), bound from a warm one. */
+export const GROUP_PREFIX = 'group-';
+export const isGroupShim = (name: string) => name.startsWith(GROUP_PREFIX);
+
 interface Spare {
   name: string;
   client: ShimClient;

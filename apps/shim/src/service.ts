@@ -163,9 +163,9 @@ export function shimApi(state: ShimState): ServiceBinding {
           return {};
         },
         shutdown: async ({ now }) => {
-          const live = [...state.tasks.values()].filter((t) => t.init.status !== 'stopped');
-          if (live.length && !now) {
-            throw failedPrecondition(`the shim still runs ${live.map((t) => t.id).join(', ')}`);
+          // Not now: only a shim that hosts no task at all (a stopped one's exit is still somebody's).
+          if (state.tasks.size && !now) {
+            throw failedPrecondition(`the shim still hosts ${[...state.tasks.keys()].join(', ')}`);
           }
           // Now: nothing of the shim's may outlive it, so its tasks are killed and deleted first.
           for (const t of state.tasks.values()) {

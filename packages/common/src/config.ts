@@ -39,6 +39,13 @@ export interface Config {
   shim: {
     /** Shims booted ahead of need, so a start does not wait for one (0: none). */
     warm: number;
+    /**
+     * Containers one shim hosts. 1 (the default): a shim per container, as
+     * docker has it. More: containers share shims, as containerd groups a
+     * pod's, for a fraction of the memory; a shim's crash then costs each of
+     * its containers its exit status.
+     */
+    group: number;
   };
   /** The config file that was read, if any. */
   configFile: string;
@@ -55,7 +62,7 @@ export function defaultConfig(): Config {
     network: { defaultSubnet: '172.17.0.0/16', pool: '172.17.0.0/12', poolSize: 16 },
     registry: { mirrors: {}, insecure: [] },
     log: { level: 'info' },
-    shim: { warm: 1 },
+    shim: { warm: 1, group: 1 },
     configFile: '',
   };
 }

@@ -1,6 +1,6 @@
 /** What most engine tests start with: an isolated engine, a real registry, and busybox pushed to it by skopeo. */
 import { join } from 'node:path';
-import { TestEngine } from './engine.js';
+import { type EngineOptions, TestEngine } from './engine.js';
 import { buildBusyboxImage, pushLayout } from './images.js';
 import { TestRegistry } from './registry.js';
 
@@ -13,8 +13,8 @@ export interface EngineAndRegistry {
 }
 
 /** Starts both at once; when either fails, whichever came up is stopped before the error is thrown. */
-export async function startEngineAndRegistry(): Promise<EngineAndRegistry> {
-  const [e, r] = await Promise.allSettled([TestEngine.start(), TestRegistry.start()]);
+export async function startEngineAndRegistry(opts: EngineOptions = {}): Promise<EngineAndRegistry> {
+  const [e, r] = await Promise.allSettled([TestEngine.start(opts), TestRegistry.start()]);
   const stop = async () => {
     try {
       if (e.status === 'fulfilled') await e.value.stop();
