@@ -449,6 +449,13 @@ export class Containers {
     if (st.status === 'removing') throw failedPrecondition(`container ${id} is being removed`);
     this.#clearRestartTimer(id);
     const undo: (() => Promise<unknown>)[] = [];
+    // The shim gets ready (a warm one bound, or one booted) while the network and the bundle do.
+    const shimReady = this.#shim(id, true);
+    shimReady.catch(() => undefined);
+    undo.push(async () => {
+      await shimReady.catch(() => undefined);
+      await this.#dropShim(id);
+    });
     try {
       const { netns, names, attachments, ports, joinNamespaces } = await this.#network(rec, undo);
       const { mounts: rootfs } = await this.d.snapshots.mounts({ key: c.snapshotKey });
@@ -464,9 +471,8 @@ export class Containers {
       }
       await mkdir(c.bundlePath, { recursive: true, mode: 0o700 });
       await writeFileAtomic(bundleConfig(c.bundlePath), JSON.stringify(spec));
-      const shim = await this.#shim(id, true);
+      const shim = await shimReady;
       if (!shim) throw new Error('unreachable');
-      undo.push(() => this.#dropShim(id));
       // A stale task of an earlier run (this service died before it deleted it) goes first; a new shim has none.
       if (!this.#newShims.delete(id)) await shim.delete({ id, execId: '' }).catch(() => undefined);
       const log = logLimits(c.config?.logOptions ?? {});
