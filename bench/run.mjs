@@ -156,7 +156,7 @@ async function main() {
     const ours = await detached(engine, image);
     const warmPss = await warmShimPss(engine);
     const grouped = await detached(groupEngine, image);
-    let t0 = performance.now();
+    const t0 = performance.now();
     for (let i = 0; i < DETACHED; i++) await ctr('run', '-d', image, `d-${i}`, 'sleep', '1000');
     const theirsMs = performance.now() - t0;
     await new Promise((r) => setTimeout(r, 1000));

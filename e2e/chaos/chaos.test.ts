@@ -17,7 +17,7 @@ import { NetworksService } from '@ctr/api/networks/v1/networks';
 import { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import { ServiceState } from '@ctr/api/supervisor/v1/supervisor';
 import { readStream } from '@ctr/common/grpc';
-import { type EngineAndRegistry, sleep, startEngineAndRegistry, type TestEngine, waitFor } from '@ctr/testkit';
+import { alive, type EngineAndRegistry, sleep, startEngineAndRegistry, type TestEngine, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SECONDS = Number(process.env.CHAOS_SECONDS ?? 90);
@@ -38,15 +38,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await fx?.stop();
 });
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const warmShims = async (): Promise<string[]> =>
   (await readdir(join(engine.state, 'shims')).catch(() => [] as string[])).filter((n) => n.startsWith('warm-'));

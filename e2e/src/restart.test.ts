@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  alive,
   buildBusyboxRootfs,
   buildOciLayout,
   CTRCTL_MAIN,
@@ -57,14 +58,6 @@ afterAll(async () => {
 });
 
 const ok = (args: string[]) => okCtrctl(engine)(args);
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const answers = async (port: number) => {
   try {
     return (await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) })).status > 0;

@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  alive,
   CTRCTL_MAIN,
   type EngineAndRegistry,
   freePort,
@@ -45,14 +46,6 @@ const warmShims = async () =>
   (await entries(join(engine.state, 'shims'))).filter(
     (n) => n.startsWith('warm-') && existsSync(join(engine.state, 'shims', n, 'shim.pid')),
   );
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const shimPid = async (name: string) => Number(await readFile(join(engine.state, 'shims', name, 'shim.pid'), 'utf8'));
 
 describe('ctrctl container commands', () => {

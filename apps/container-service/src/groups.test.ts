@@ -36,7 +36,6 @@ const shimsDir = () => join(engine.state, 'shims');
 const groups = async () => (await readdir(shimsDir())).filter((n) => n.startsWith('group-')).sort();
 const groupOf = (id: string) => readlink(join(shimsDir(), id));
 const pidOf = async (group: string) => Number(await readFile(join(shimsDir(), group, 'shim.pid'), 'utf8'));
-const alive = (pid: number) => existsSync(`/proc/${pid}`);
 
 describe('containers sharing shims (shim.group 3)', () => {
   it('groups containers three to a shim, survives a kill -9 of container-service, and ends a group with its last container', async () => {
