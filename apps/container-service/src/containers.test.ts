@@ -372,9 +372,24 @@ describe('container-service restarts', () => {
     const [spare] = await warmShims();
     const sparePid = await shimPid(spare);
 
+    // And one whose shim dies too, after the exit: the code comes from the exit record the shim wrote.
+    const orphaned = await ok([
+      'run',
+      '-d',
+      '-v',
+      `${gate}:/gate`,
+      image,
+      'sh',
+      '-c',
+      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 9',
+    ]);
+
     const before = await engine.service('container-service');
     process.kill(before.pid, 'SIGKILL');
     await writeFile(join(gate, 'go'), '');
+    const exitRecord = join(engine.state, 'shims', orphaned, `${orphaned}.exit.json`);
+    await waitFor(() => existsSync(exitRecord), 'the exit record');
+    process.kill(await shimPid(orphaned), 'SIGKILL');
     await sleep(500);
     await waitFor(
       async () => {
@@ -393,6 +408,8 @@ describe('container-service restarts', () => {
     expect(running).toEqual(ids.map((_, i) => `long${i}`).sort());
     await waitFor(async () => (await inspect(coded, '{{.State.Status}}')) === 'exited', 'the coded exit');
     expect(await inspect(coded, '{{.State.ExitCode}}')).toBe('42');
+    await waitFor(async () => (await inspect(orphaned, '{{.State.Status}}')) === 'exited', 'the orphaned exit');
+    expect(await inspect(orphaned, '{{.State.ExitCode}}:{{.State.Error}}')).toBe('9:');
     await waitFor(async () => (await ctrctl(['inspect', removed])).code === 1, 'the --rm container to go');
     // And the service still drives them.
     expect(await ok(['exec', 'long0', 'echo', 'alive'])).toBe('alive');
@@ -406,7 +423,7 @@ describe('container-service restarts', () => {
     expect(await warmShims()).not.toContain(fresh);
     await ok(['rm', '-f', taker]);
     await waitFor(() => !alive(freshPid), 'the taken shim to end with its container');
-    await ok(['rm', '-f', ...ids, coded]);
+    await ok(['rm', '-f', ...ids, coded, orphaned]);
     expect(await ok(['ps', '-aq'])).toBe('');
   }, 120_000);
 });

@@ -41,8 +41,10 @@ import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { ApiClient } from '@ctr/common/grpc';
 import { readStream, socketAlive } from '@ctr/common/grpc';
 import type { Logger } from '@ctr/common/log';
+import { cgroupParent } from '@ctr/common/names';
 import { applyChanges, type CommitConfig, mergeEnv, resolveUser, type Spec } from '@ctr/oci';
-import { closeFd, O, openat2 } from '@ctr/sys';
+import { Cgroup, type CgroupLayout, hostLayout } from '@ctr/cgroups';
+import { closeFd, MNT, O, openat2, type SysError, umount } from '@ctr/sys';
 import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
 import { cleanCopyMounts, mountOffline, unmountOffline } from './copy.js';
 import { GROUP_PREFIX, isGroupShim, isWarmShim, WarmShims } from './warm.js';
@@ -127,6 +129,15 @@ export function parseSignal(value: string, fallback = 15): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A signal to a pid that may be gone already. */
+function signal(pid: number, sig: NodeJS.Signals) {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // gone
+  }
+}
+
 function emptyState(): ContainerState {
   return {
     status: 'created',
@@ -186,6 +197,7 @@ export function commitConfig(rec: ContainerRecord): CommitConfig {
 export class Containers {
   #locks = new Map<string, Promise<unknown>>();
   #shims = new Map<string, ShimClient>();
+  #cgroups?: CgroupLayout;
   /** Group shims (shim.group > 1) and the containers each hosts. */
   #groups = new Map<string, Set<string>>();
   /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
@@ -722,6 +734,46 @@ export class Containers {
     return { rec, shim };
   }
 
+  /** Deletes the task in its shim; false when the shim does not answer (it died). */
+  async #deleteTask(shim: ShimClient, id: string): Promise<boolean> {
+    try {
+      await shim.delete({ id, execId: '' });
+    } catch (err) {
+      if (isUnavailable(err)) return false;
+    }
+    return true;
+  }
+
+  /**
+   * What a task's shim would have undone on delete, when the shim died
+   * first (containerd's `shim delete` does the same): what is left of the
+   * task's processes is killed, as the container is reported exited; then
+   * its cgroup and the rootfs mounted in its bundle go.
+   */
+  async #afterDeadShim(id: string) {
+    this.#cgroups ??= await hostLayout();
+    const cgroup = Cgroup.at(this.#cgroups, `${cgroupParent(this.d.config.instance)}/${id}`);
+    for (let i = 0; i < 100; i++) {
+      const pids = await cgroup.pids().catch(() => [] as number[]);
+      if (!pids.length) break;
+      for (const pid of pids) signal(pid, 'SIGKILL');
+      await sleep(10);
+    }
+    await cgroup
+      .destroy(1000)
+      .catch((err) => this.d.log.warn({ err, id }, "cannot remove the cgroup of a dead shim's task"));
+    const rec = this.d.store.container(id);
+    if (rec) {
+      try {
+        umount(join(rec.container.bundlePath, 'rootfs'), MNT.DETACH);
+      } catch (err) {
+        const code = (err as SysError).code;
+        if (code !== 'EINVAL' && code !== 'ENOENT')
+          this.d.log.warn({ err, id }, "cannot unmount the rootfs of a dead shim's task");
+      }
+    }
+  }
+
   /** Ends the container's shim (it holds no running task by now); in a group, its task and link go. */
   async #dropShim(id: string) {
     const group = await readlink(this.d.layout.shimDir(id)).catch(() => undefined);
@@ -733,7 +785,7 @@ export class Containers {
       const last = members !== undefined && members.size === 0;
       if (last) this.#groups.delete(group);
       const shim = await this.#shim(id).catch(() => undefined);
-      await shim?.delete({ id, execId: '' }).catch(() => undefined);
+      if (!shim || !(await this.#deleteTask(shim, id))) await this.#afterDeadShim(id);
       shim?.close();
       this.#shims.delete(id);
       this.#newShims.delete(id);
@@ -742,11 +794,9 @@ export class Containers {
       return;
     }
     const shim = await this.#shim(id).catch(() => undefined);
-    if (shim) {
-      await shim.delete({ id, execId: '' }).catch(() => undefined);
-      await shim.shutdown({ id, now: true }).catch(() => undefined);
-      shim.close();
-    }
+    if (shim && (await this.#deleteTask(shim, id))) await shim.shutdown({ id, now: true }).catch(() => undefined);
+    else await this.#afterDeadShim(id);
+    shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
     // The shim removes its directory as it exits; a shim that died leaves it.
@@ -756,6 +806,24 @@ export class Containers {
   }
 
   // ---------------------------------------------------------------- exits
+
+  /**
+   * The exit record a shim wrote (synced) before it told anyone of the exit:
+   * the truth when the shim itself is gone since.
+   */
+  async #exitOnDisk(id: string): Promise<{ code: number; at: Date; oom: boolean } | undefined> {
+    try {
+      const r = JSON.parse(await readFile(join(this.d.layout.shimDir(id), `${id}.exit.json`), 'utf8')) as {
+        exitStatus: number;
+        exitedAt: string;
+        oomKilled: boolean;
+      };
+      if (typeof r.exitStatus !== 'number') return undefined;
+      return { code: r.exitStatus, at: new Date(r.exitedAt), oom: Boolean(r.oomKilled) };
+    } catch {
+      return undefined;
+    }
+  }
 
   #watch(id: string, shim: ShimClient, pid: number) {
     const monitor = (async () => {
@@ -767,13 +835,17 @@ export class Containers {
         } catch (err) {
           if (this.#closing) return;
           if (isUnavailable(err) && !(await socketAlive(this.d.layout.shimSocket(id)))) {
-            // The shim died with its task: the exit status went with it.
-            await this.#exited(id, pid, {
-              code: 255,
-              at: new Date(),
-              oom: false,
-              error: 'the shim exited unexpectedly',
-            });
+            // The shim died: the exit it wrote to disk, if the task ended first; else the status went with it.
+            await this.#exited(
+              id,
+              pid,
+              (await this.#exitOnDisk(id)) ?? {
+                code: 255,
+                at: new Date(),
+                oom: false,
+                error: 'the shim exited unexpectedly',
+              },
+            );
             return;
           }
           if (isNotFound(err)) {
@@ -1014,11 +1086,13 @@ export class Containers {
     const c = rec.container;
     this.#clearRestartTimer(id);
     await this.#release(id);
-    await this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).catch((err) => {
-      if (!isNotFound(err)) throw err;
-    });
-    await rm(c.bundlePath, { recursive: true, force: true });
-    await rm(this.d.layout.containerDir(id), { recursive: true, force: true });
+    await Promise.all([
+      this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).catch((err) => {
+        if (!isNotFound(err)) throw err;
+      }),
+      rm(c.bundlePath, { recursive: true, force: true }),
+      rm(this.d.layout.containerDir(id), { recursive: true, force: true }),
+    ]);
     this.d.store.deleteContainer(id);
     this.#monitors.delete(id);
     if (volumes || c.config?.autoRemove) {
@@ -1304,12 +1378,16 @@ export class Containers {
             oom: state.oomKilled,
           });
         } else {
-          await this.#exited(c.id, 0, {
-            code: 255,
-            at: new Date(),
-            oom: false,
-            error: 'the shim exited while ctr was down',
-          });
+          await this.#exited(
+            c.id,
+            0,
+            (await this.#exitOnDisk(c.id)) ?? {
+              code: 255,
+              at: new Date(),
+              oom: false,
+              error: 'the shim exited while ctr was down',
+            },
+          );
         }
         continue;
       }

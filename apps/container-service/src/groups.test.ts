@@ -9,6 +9,7 @@ import { existsSync, lstatSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  alive,
   type EngineAndRegistry,
   okCtrctl,
   sleep,

@@ -255,21 +255,25 @@ export class Cgroup {
   }
 
   /** Removes the cgroup once its tasks are gone (retrying while the kernel finishes their exit). */
+  /** Removes the cgroup from every hierarchy at once; a hierarchy still busy (a process just exiting) is asked again. */
   async destroy(timeoutMs = 5000): Promise<void> {
     const until = Date.now() + timeoutMs;
-    for (const d of this.dirs()) {
+    const remove = async (d: string) => {
       for (;;) {
         try {
           await rmdir(d);
-          break;
+          return;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') break;
+          if (code === 'ENOENT') return;
           if (code !== 'EBUSY' || Date.now() > until) throw err;
-          await sleep(10);
+          await sleep(2);
         }
       }
-    }
+    };
+    const results = await Promise.allSettled(this.dirs().map(remove));
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
   /** The parent cgroup (e.g. the instance's), for removing it once empty. */
