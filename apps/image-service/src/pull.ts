@@ -110,11 +110,15 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
       signal.addEventListener('abort', onAbort);
       const limit = limiter(Math.max(1, opts.maxConcurrent || 3));
       const applied: Promise<void>[] = [];
+      let first: Promise<unknown> = Promise.resolve();
       try {
         manifest.layers.forEach((layer, i) => {
-          const downloaded = limit(() =>
-            fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest)),
-          );
+          const fetch = () =>
+            fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest));
+          // The bottom layer downloads alone: unpacking starts with it, and the others
+          // have the time it takes to unpack to come in.
+          const downloaded = i === 0 ? limit(fetch) : first.then(() => limit(fetch));
+          if (i === 0) first = downloaded.catch(() => undefined);
           const parent = applied[i - 1] ?? Promise.resolve();
           applied.push(
             Promise.all([downloaded, parent]).then(async () => {
