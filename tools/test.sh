@@ -14,5 +14,7 @@ if [ ! -f .reports/failed-steps ]; then
   nx run-many -t test --parallel=1 --outputStyle=stream || true
   # The chaos soak: a target of its own (random daemon kills under parallel lifecycles), bounded by CHAOS_SECONDS.
   nx run e2e:chaos --outputStyle=stream || true
+  # And again with containers sharing shims (shim.group 4).
+  nx run e2e:chaos-grouped --outputStyle=stream || true
 fi
 node tools/test/summary.mjs

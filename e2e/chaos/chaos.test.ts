@@ -8,9 +8,12 @@
  * once everything is removed, nothing is left that nothing owns: no shim,
  * namespace, sandbox, endpoint, container snapshot, mount, veth, iptables
  * rule, cgroup or process (the engine's own teardown check).
+ *
+ * `nx run e2e:chaos-grouped` runs the same soak with containers sharing
+ * shims (CHAOS_SHIM_GROUP=4, the engine's shim.group).
  */
 import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ContainersService } from '@ctr/api/containers/v1/containers';
 import { NetworksService } from '@ctr/api/networks/v1/networks';
@@ -29,7 +32,9 @@ let engine: TestEngine;
 let image: string;
 
 beforeAll(async () => {
-  fx = await startEngineAndRegistry();
+  // CHAOS_SHIM_GROUP: the same soak with containers sharing shims (shim.group).
+  const group = Number(process.env.CHAOS_SHIM_GROUP ?? 1);
+  fx = await startEngineAndRegistry(group > 1 ? { config: { shim: { group } } } : {});
   ({ engine, image } = fx);
   const pull = await engine.ctrctl(['pull', '-q', image]);
   if (pull.code !== 0) throw new Error(pull.stderr);
@@ -124,10 +129,18 @@ describe('chaos', () => {
           expect(existsSync(shimDir), `${ct.name} (${st?.status}) holds no shim`).toBe(false);
         }
       }
-      // Besides the containers' shims, container-service's one warm shim (started ahead, hosting nothing).
+      // Besides the containers' shims, container-service's one warm shim (started ahead, hosting nothing),
+      // and with shim.group the groups, each linked from a running container.
       const shims = await readdir(join(engine.state, 'shims')).catch(() => [] as string[]);
-      for (const id of shims.filter((n) => !n.startsWith('warm-')))
-        expect(running.has(id), `shim ${id} belongs to a running container`).toBe(true);
+      const linked = new Set<string>();
+      for (const id of running) {
+        const target = await readlink(join(engine.state, 'shims', id)).catch(() => '');
+        if (target) linked.add(target);
+      }
+      for (const id of shims.filter((n) => !n.startsWith('warm-'))) {
+        if (id.startsWith('group-')) expect(linked.has(id), `group ${id} hosts a running container`).toBe(true);
+        else expect(running.has(id), `shim ${id} belongs to a running container`).toBe(true);
+      }
       await waitFor(async () => (await warmShims()).length <= 1, 'one warm shim at most');
       for (const id of await readdir(join(engine.state, 'netns')).catch(() => [] as string[]))
         expect(running.has(id), `namespace ${id} belongs to a running container`).toBe(true);
