@@ -13,6 +13,7 @@ import {
   alive,
   CTRCTL_MAIN,
   type EngineAndRegistry,
+  exitGate,
   freePort,
   okCtrctl,
   sleep,
@@ -343,29 +344,9 @@ describe('container-service restarts', () => {
     for (let i = 0; i < 10; i++) ids.push(await ok(['run', '-d', '--name', `long${i}`, image, 'sleep', '600']));
     const pids = await Promise.all(ids.map((id) => inspect(id, '{{.State.Pid}}')));
     // Two that end while the service is down: one keeps its code, one is --rm.
-    const gate = join(engine.dir, 'gate');
-    await mkdir(gate, { recursive: true });
-    const coded = await ok([
-      'run',
-      '-d',
-      '-v',
-      `${gate}:/gate`,
-      image,
-      'sh',
-      '-c',
-      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 42',
-    ]);
-    const removed = await ok([
-      'run',
-      '-d',
-      '--rm',
-      '-v',
-      `${gate}:/gate`,
-      image,
-      'sh',
-      '-c',
-      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 0',
-    ]);
+    const gate = await exitGate(join(engine.dir, 'gate'));
+    const coded = await ok(['run', '-d', '-v', gate.volume, image, ...gate.command(42)]);
+    const removed = await ok(['run', '-d', '--rm', '-v', gate.volume, image, ...gate.command(0)]);
 
     // One shim waits ready for the next start; it is the service's alone.
     await waitFor(async () => (await warmShims()).length === 1, 'a warm shim');
@@ -373,32 +354,16 @@ describe('container-service restarts', () => {
     const sparePid = await shimPid(spare);
 
     // And one whose shim dies too, after the exit: the code comes from the exit record the shim wrote.
-    const orphaned = await ok([
-      'run',
-      '-d',
-      '-v',
-      `${gate}:/gate`,
-      image,
-      'sh',
-      '-c',
-      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 9',
-    ]);
+    const orphaned = await ok(['run', '-d', '-v', gate.volume, image, ...gate.command(9)]);
 
-    const before = await engine.service('container-service');
-    process.kill(before.pid, 'SIGKILL');
-    await writeFile(join(gate, 'go'), '');
     const exitRecord = join(engine.state, 'shims', orphaned, `${orphaned}.exit.json`);
-    await waitFor(() => existsSync(exitRecord), 'the exit record');
-    process.kill(await shimPid(orphaned), 'SIGKILL');
-    await sleep(500);
-    await waitFor(
-      async () => {
-        const s = await engine.service('container-service').catch(() => undefined);
-        return s && s.pid !== before.pid && s.state === 2;
+    await engine.crashService('container-service', {
+      whileDown: async () => {
+        await gate.open();
+        await waitFor(() => existsSync(exitRecord), 'the exit record');
+        process.kill(await shimPid(orphaned), 'SIGKILL');
       },
-      'container-service to come back',
-      { timeoutMs: 20_000 },
-    );
+    });
 
     for (const [i, id] of ids.entries()) {
       expect(await inspect(id, '{{.State.Status}} {{.State.Pid}}')).toBe(`running ${pids[i]}`);

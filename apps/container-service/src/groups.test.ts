@@ -6,11 +6,12 @@
  * shim stays while it hosts a container and ends with its last.
  */
 import { existsSync, lstatSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   alive,
   type EngineAndRegistry,
+  exitGate,
   okCtrctl,
   sleep,
   startEngineAndRegistry,
@@ -54,31 +55,15 @@ describe('containers sharing shims (shim.group 3)', () => {
     expect(await ok(['logs', 'g2'])).toBe('');
 
     // One ends while container-service is down: its code is kept, and it leaves its group.
-    const gate = join(engine.dir, 'gate');
-    await mkdir(gate, { recursive: true });
-    const coded = await ok([
-      'run',
-      '-d',
-      '-v',
-      `${gate}:/gate`,
-      image,
-      'sh',
-      '-c',
-      'while [ ! -e /gate/go ]; do sleep 0.1; done; exit 7',
-    ]);
+    const gate = await exitGate(join(engine.dir, 'gate'));
+    const coded = await ok(['run', '-d', '-v', gate.volume, image, ...gate.command(7)]);
     expect(await groupOf(coded)).toBe(second);
-    const before = await engine.service('container-service');
-    process.kill(before.pid, 'SIGKILL');
-    await writeFile(join(gate, 'go'), '');
-    await sleep(500);
-    await waitFor(
-      async () => {
-        const s = await engine.service('container-service').catch(() => undefined);
-        return s && s.pid !== before.pid && s.state === 2;
+    await engine.crashService('container-service', {
+      whileDown: async () => {
+        await gate.open();
+        await sleep(500);
       },
-      'container-service to come back',
-      { timeoutMs: 20_000 },
-    );
+    });
     await waitFor(async () => (await ok(['inspect', '-f', '{{.State.Status}}', coded])) === 'exited', 'the exit');
     expect(await ok(['inspect', '-f', '{{.State.ExitCode}}', coded])).toBe('7');
     expect(existsSync(join(shimsDir(), coded))).toBe(false);

@@ -193,14 +193,19 @@ export class TestEngine {
       .map((l) => JSON.parse(l) as PastEvent);
   }
 
-  /** SIGKILLs a service and waits until ctrd has it healthy again under a new pid. */
+  /**
+   * SIGKILLs a service and waits until ctrd has it healthy again under a new
+   * pid; `whileDown` runs right after the kill (what must happen during the outage).
+   */
   async crashService(
     name: string,
-    timeoutMs = 10_000,
+    opts: { timeoutMs?: number; whileDown?: () => Promise<void> } = {},
   ): Promise<{ before: ServiceStatus; after: ServiceStatus; ms: number }> {
+    const { timeoutMs = 20_000, whileDown } = opts;
     const before = await this.service(name);
     const killedAt = Date.now();
     signal(before.pid, 'SIGKILL');
+    await whileDown?.();
     const after = await waitFor(
       async () => {
         const s = await this.service(name);

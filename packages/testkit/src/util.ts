@@ -2,7 +2,8 @@
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (packages/testkit/dist → ../../..). */
@@ -134,4 +135,18 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * A gate for containers that must exit at a moment the test picks: the
+ * directory to bind at /gate, the command that waits for /gate/go and exits
+ * with `code`, and open() to let every such container go.
+ */
+export async function exitGate(dir: string) {
+  await mkdir(dir, { recursive: true });
+  return {
+    volume: `${dir}:/gate`,
+    command: (code: number) => ['sh', '-c', `while [ ! -e /gate/go ]; do sleep 0.1; done; exit ${code}`],
+    open: () => writeFile(join(dir, 'go'), ''),
+  };
 }
