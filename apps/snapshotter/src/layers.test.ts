@@ -183,6 +183,22 @@ describe('ApplyLayer', () => {
       expect(r).toEqual({ diffId: image.diffIds[i], size: BigInt(tars[i].length) });
     }
     const view = await snaps.view({ key: 'umoci-view', parent: chain[2], labels: {} });
+    // Each layer's usage, measured as it was applied, is what du-like counting of its directory says (find, inodes once).
+    const lowers = (view.mounts[0].options.find((o) => o.startsWith('lowerdir=')) ?? '').slice(9).split(':');
+    for (const [i, dir] of lowers.entries()) {
+      const seen = new Map<string, number>();
+      for (const line of execFileSync('find', [dir, '-mindepth', '1', '-printf', '%i %b\n'], { encoding: 'utf8' })
+        .trim()
+        .split('\n')) {
+        const [ino, blocks] = line.split(' ');
+        seen.set(ino, Number(blocks));
+      }
+      const blocks = [...seen.values()].reduce((a, b) => a + b, 0);
+      expect(await snaps.usage({ key: chain[chain.length - 1 - i] })).toEqual({
+        size: BigInt(blocks * 512),
+        inodes: BigInt(seen.size),
+      });
+    }
     const ours = await withMount(view.mounts, (d) => fileTree(d));
     expect(ours).toEqual(expected);
     // What the test is about is in both trees.

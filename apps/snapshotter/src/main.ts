@@ -1,6 +1,5 @@
 /** snapshotter: overlay2 snapshots and layer application; knows nothing of images or containers. */
-import { lstat, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import type { ServerReadableStream } from '@grpc/grpc-js';
 import {
@@ -17,6 +16,7 @@ import { implement } from '@ctr/common/grpc';
 import { checkDigest } from '@ctr/common/reference';
 import { ApplyError, applyLayer } from './apply/apply.js';
 import { diffLayer } from './diff.js';
+import { usage } from './usage.js';
 import { EXTRACT_PREFIX, matchFilters, type SnapshotRecord, SnapshotStore } from './store.js';
 
 const KIND: Record<SnapshotRecord['kind'], Kind> = {
@@ -34,26 +34,6 @@ function info(r: SnapshotRecord): SnapshotInfo {
     createdAt: new Date(r.createdAt),
     updatedAt: new Date(r.updatedAt),
   };
-}
-
-/** Bytes (allocated blocks) and inodes of a tree, hard links counted once. */
-async function usage(dir: string): Promise<{ size: number; inodes: number }> {
-  const seen = new Set<string>();
-  let size = 0;
-  const walk = async (d: string) => {
-    for (const name of await readdir(d)) {
-      const p = join(d, name);
-      const st = await lstat(p, { bigint: false });
-      const key = `${st.dev}:${st.ino}`;
-      if (!seen.has(key)) {
-        seen.add(key);
-        size += st.blocks * 512;
-      }
-      if (st.isDirectory()) await walk(p);
-    }
-  };
-  await walk(dir);
-  return { size, inodes: seen.size };
 }
 
 function reserved(key: string) {
@@ -109,7 +89,7 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
         throw err.badLayer ? invalidArgument(err.message) : internal(`applying the layer failed: ${err.message}`);
       throw err;
     }
-    await store.commit(h.name, key, h.labels);
+    await store.commit(h.name, key, h.labels, result.usage);
     return result;
   } catch (err) {
     await store.remove(key);
@@ -153,7 +133,8 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
       for (let i = 0; i < all.length; i += 100) call.write({ info: all.slice(i, i + 100).map(info) });
     },
     usage: async ({ key }) => {
-      const u = await usage(store.fsDir(store.get(key).id));
+      const r = store.get(key);
+      const u = r.usage ?? (await usage(store.fsDir(r.id)));
       return { size: BigInt(u.size), inodes: BigInt(u.inodes) };
     },
     cleanup: async () => ({ removed: await store.cleanup() }),

@@ -16,6 +16,7 @@ import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
 import { readJsonFile, writeFileAtomic } from '@ctr/common/fsutil';
+import type { Usage } from './usage.js';
 
 export type Kind = 'view' | 'active' | 'committed';
 
@@ -33,6 +34,8 @@ export interface SnapshotRecord {
   labels: Record<string, string>;
   createdAt: string;
   updatedAt: string;
+  /** A committed snapshot's disk usage, when it was measured as it was made (it never changes). */
+  usage?: Usage;
 }
 
 interface Db {
@@ -159,7 +162,7 @@ export class SnapshotStore {
     return parents.map((p) => this.fsDir(p.id)).join(':');
   }
 
-  async commit(name: string, key: string, labels: Record<string, string>): Promise<SnapshotRecord> {
+  async commit(name: string, key: string, labels: Record<string, string>, usage?: Usage): Promise<SnapshotRecord> {
     if (!name) throw invalidArgument('a committed snapshot needs a name');
     return this.#txn((db) => {
       const r = db.snapshots[key];
@@ -168,7 +171,14 @@ export class SnapshotStore {
       if (db.snapshots[name]) throw alreadyExists(`snapshot ${name} already exists`);
       delete db.snapshots[key];
       const now = new Date().toISOString();
-      const rec: SnapshotRecord = { ...r, name, kind: 'committed', labels: { ...r.labels, ...labels }, updatedAt: now };
+      const rec: SnapshotRecord = {
+        ...r,
+        name,
+        kind: 'committed',
+        labels: { ...r.labels, ...labels },
+        updatedAt: now,
+        ...(usage ? { usage } : {}),
+      };
       db.snapshots[name] = rec;
       return rec;
     });

@@ -1,6 +1,7 @@
 /** Runs a layer apply in a worker thread (see worker.ts) and waits for its result. */
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { Usage } from '../usage.js';
 import type { ApplyJob, ApplyResult } from './stream.js';
 
 /** The compiled worker, also when this module runs from its TypeScript source (tests). */
@@ -28,7 +29,7 @@ const WINDOW = 8;
 export async function applyLayer(
   job: ApplyJob,
   chunks?: AsyncIterable<Uint8Array>,
-): Promise<{ diffId: string; size: number; entries: number }> {
+): Promise<{ diffId: string; size: number; entries: number; usage: Usage }> {
   const worker = new Worker(workerPath(), { workerData: job });
   let inFlight = 0;
   let stopped = false;
@@ -72,7 +73,7 @@ export async function applyLayer(
 }
 
 function unwrap(r: ApplyResult) {
-  if (r.ok) return { diffId: r.diffId, size: r.size, entries: r.entries };
+  if (r.ok) return { diffId: r.diffId, size: r.size, entries: r.entries, usage: r.usage };
   const bad = r.name === 'LayerError' || r.name === 'TarFormatError' || r.name === 'DecompressError';
   throw new ApplyError(r.message, bad);
 }

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { decompress, TarReader } from '@ctr/tar';
 import { Extractor, LayerError } from '@ctr/tar/extract';
+import { type Usage, usageSync } from '../usage.js';
 
 export interface ApplyJob {
   /** The snapshot's own directory. */
@@ -19,7 +20,7 @@ export interface ApplyJob {
 }
 
 export type ApplyResult =
-  | { ok: true; diffId: string; size: number; entries: number }
+  | { ok: true; diffId: string; size: number; entries: number; usage: Usage }
   | { ok: false; name: string; message: string };
 
 export async function applyStream(job: ApplyJob, source: Readable) {
@@ -39,7 +40,7 @@ export async function applyStream(job: ApplyJob, source: Readable) {
     if (job.expectedDiffId && diffId !== job.expectedDiffId)
       throw new LayerError(`the layer's diff id is ${diffId}, not the expected ${job.expectedDiffId}`);
     ex.finish();
-    return { diffId, size, entries: ex.entries };
+    return { diffId, size, entries: ex.entries, usage: usageSync(job.root) };
   } catch (err) {
     ex.close();
     throw err;
