@@ -338,6 +338,21 @@ describe('ctrctl container commands', () => {
   });
 });
 
+describe('a shim that dies', () => {
+  it('under a running container: the container is reported exited (255), its processes are ended and nothing is left', async () => {
+    const id = await ok(['run', '-d', image, 'sleep', '600']);
+    const pid = Number(await inspect(id, '{{.State.Pid}}'));
+    process.kill(await shimPid(id), 'SIGKILL');
+    await waitFor(async () => (await inspect(id, '{{.State.Status}}')) === 'exited', 'the exit');
+    expect(await inspect(id, '{{.State.ExitCode}}:{{.State.Error}}')).toBe('255:the shim exited unexpectedly');
+    // Gone, or a zombie waiting for whoever inherited it.
+    const ended = async () => !/^\d+ \(.*\) [^Z]/.test(await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => ''));
+    await waitFor(ended, "the container's orphaned process to be ended");
+    await ok(['rm', id]);
+    expect(await containerShims()).toEqual([]);
+  });
+});
+
 describe('container-service restarts', () => {
   it('killed with SIGKILL while 10 containers run: they keep running, exits during the outage keep their codes and --rm', async () => {
     const ids: string[] = [];

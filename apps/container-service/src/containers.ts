@@ -129,15 +129,6 @@ export function parseSignal(value: string, fallback = 15): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** A signal to a pid that may be gone already. */
-function signal(pid: number, sig: NodeJS.Signals) {
-  try {
-    process.kill(pid, sig);
-  } catch {
-    // gone
-  }
-}
-
 function emptyState(): ContainerState {
   return {
     status: 'created',
@@ -753,12 +744,8 @@ export class Containers {
   async #afterDeadShim(id: string) {
     this.#cgroups ??= await hostLayout();
     const cgroup = Cgroup.at(this.#cgroups, `${cgroupParent(this.d.config.instance)}/${id}`);
-    for (let i = 0; i < 100; i++) {
-      const pids = await cgroup.pids().catch(() => [] as number[]);
-      if (!pids.length) break;
-      for (const pid of pids) signal(pid, 'SIGKILL');
-      await sleep(10);
-    }
+    await cgroup.killAll('SIGKILL').catch(() => undefined);
+    // Destroy waits out the kernel finishing their exits (EBUSY meanwhile).
     await cgroup
       .destroy(1000)
       .catch((err) => this.d.log.warn({ err, id }, "cannot remove the cgroup of a dead shim's task"));

@@ -254,7 +254,6 @@ export class Cgroup {
     if (freezable) await this.thaw().catch(() => undefined);
   }
 
-  /** Removes the cgroup once its tasks are gone (retrying while the kernel finishes their exit). */
   /** Removes the cgroup from every hierarchy at once; a hierarchy still busy (a process just exiting) is asked again. */
   async destroy(timeoutMs = 5000): Promise<void> {
     const until = Date.now() + timeoutMs;
