@@ -45,7 +45,15 @@ import { cgroupParent } from '@ctr/common/names';
 import { applyChanges, type CommitConfig, mergeEnv, resolveUser, type Spec } from '@ctr/oci';
 import { Cgroup, type CgroupLayout, hostLayout } from '@ctr/cgroups';
 import { closeFd, MNT, O, openat2, type SysError, umount } from '@ctr/sys';
-import { connectShim, type ShimClient, type ShimEngine, startShim, stopTask } from '@ctr/shim-client';
+import {
+  connectShim,
+  readExitRecord,
+  removeShimDir,
+  type ShimClient,
+  type ShimEngine,
+  startShim,
+  stopTask,
+} from '@ctr/shim-client';
 import { cleanCopyMounts, mountOffline, unmountOffline } from './copy.js';
 import { GROUP_PREFIX, isGroupShim, isWarmShim, WarmShims } from './warm.js';
 import { randomName, VALID_NAME } from './names.js';
@@ -710,9 +718,7 @@ export class Containers {
     } finally {
       shim.close();
     }
-    const dir = this.d.layout.shimDir(group);
-    for (let i = 0; i < 500 && existsSync(join(dir, 'shim.sock')); i++) await sleep(2);
-    await rm(dir, { recursive: true, force: true });
+    await removeShimDir(engine, group);
   }
 
   /** The shim of a running task, or a clear error. */
@@ -786,10 +792,7 @@ export class Containers {
     shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
-    // The shim removes its directory as it exits; a shim that died leaves it.
-    const dir = this.d.layout.shimDir(id);
-    for (let i = 0; i < 500 && existsSync(join(dir, 'shim.sock')); i++) await sleep(2);
-    await rm(dir, { recursive: true, force: true });
+    await removeShimDir(await this.#shimEngine(), id);
   }
 
   // ---------------------------------------------------------------- exits
@@ -799,17 +802,8 @@ export class Containers {
    * the truth when the shim itself is gone since.
    */
   async #exitOnDisk(id: string): Promise<{ code: number; at: Date; oom: boolean } | undefined> {
-    try {
-      const r = JSON.parse(await readFile(join(this.d.layout.shimDir(id), `${id}.exit.json`), 'utf8')) as {
-        exitStatus: number;
-        exitedAt: string;
-        oomKilled: boolean;
-      };
-      if (typeof r.exitStatus !== 'number') return undefined;
-      return { code: r.exitStatus, at: new Date(r.exitedAt), oom: Boolean(r.oomKilled) };
-    } catch {
-      return undefined;
-    }
+    const r = await readExitRecord(await this.#shimEngine(), id);
+    return r && { code: r.exitStatus, at: new Date(r.exitedAt), oom: Boolean(r.oomKilled) };
   }
 
   #watch(id: string, shim: ShimClient, pid: number) {

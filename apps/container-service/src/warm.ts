@@ -10,12 +10,8 @@
  * any that are still there, so no idle shim outlives its owner.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '@ctr/common/log';
-import { layout } from '@ctr/common/config';
-import { connectShim, type ShimClient, type ShimEngine, startShim } from '@ctr/shim-client';
+import { connectShim, removeShimDir, type ShimClient, type ShimEngine, startShim } from '@ctr/shim-client';
 
 export const WARM_PREFIX = 'warm-';
 
@@ -91,10 +87,7 @@ export class WarmShims {
   async #end(spare: Spare): Promise<void> {
     await spare.client.shutdown({ id: spare.name, now: true }).catch(() => undefined);
     spare.client.close();
-    // The shim removes its directory as it exits; one that died leaves it.
-    const paths = layout(await this.engine());
-    for (let i = 0; i < 100 && existsSync(paths.shimSocket(spare.name)); i++) await sleep(10);
-    await rm(paths.shimDir(spare.name), { recursive: true, force: true }).catch(() => undefined);
+    await removeShimDir(await this.engine(), spare.name).catch(() => undefined);
   }
 
   /** Ends every spare (this service is stopping cleanly). */

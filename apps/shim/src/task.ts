@@ -12,20 +12,16 @@ import type { Event } from '@ctr/common/events';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
 import { type Process, type Resources as OciResources, type Spec, validateSpec } from '@ctr/oci';
+import { type ExitRecord, exitRecordPath } from '@ctr/shim-client';
 import { MNT, mountRootfs, umount } from '@ctr/sys';
 import { InitError } from './init/launch.js';
 import { ProcessIO } from './io.js';
 import { DEFAULT_LOG_LIMITS, JsonLogWriter } from '@ctr/common/jsonlog';
 import type { Launched, Runtime } from './runtime.js';
 
-export type Status = 'created' | 'running' | 'stopped';
+export type { ExitRecord };
 
-export interface ExitRecord {
-  pid: number;
-  exitStatus: number;
-  exitedAt: string;
-  oomKilled: boolean;
-}
+export type Status = 'created' | 'running' | 'stopped';
 
 export interface RootfsMount {
   type: string;
@@ -138,7 +134,7 @@ export class Task {
   ) {}
 
   static exitFile(dir: string, id: string): string {
-    return join(dir, `${id}.exit.json`);
+    return exitRecordPath(dir, id);
   }
 
   /** Mounts the rootfs, makes the cgroup, and runs the init up to where it waits to exec. */

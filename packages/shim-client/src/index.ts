@@ -7,7 +7,7 @@
  * caller. connectShim reaches one that is already running.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,6 +99,41 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
     await sleep(5);
   }
   return { id, pid: child.pid as number, socket, client: connectShim(engine, id) };
+}
+
+/**
+ * Once a shim was told to shut down (or found dead): waits for it to take its
+ * socket away as it exits, then removes its directory, which a shim that died
+ * leaves behind.
+ */
+export async function removeShimDir(engine: Pick<ShimEngine, 'root' | 'state'>, name: string): Promise<void> {
+  const paths = layout(engine);
+  for (let i = 0; i < 500 && existsSync(paths.shimSocket(name)); i++) await sleep(2);
+  await rm(paths.shimDir(name), { recursive: true, force: true });
+}
+
+/** What a shim writes (and syncs) when a task's init exits, before it tells anyone. */
+export interface ExitRecord {
+  pid: number;
+  exitStatus: number;
+  exitedAt: string;
+  oomKilled: boolean;
+}
+
+/** Where a task's exit record lives: the directory of the shim that hosts it. */
+export const exitRecordPath = (shimDir: string, id: string) => join(shimDir, `${id}.exit.json`);
+
+/** The exit record of task `id` in the shim found at `shims/<id>` (alive or not), if it was written. */
+export async function readExitRecord(
+  engine: Pick<ShimEngine, 'root' | 'state'>,
+  id: string,
+): Promise<ExitRecord | undefined> {
+  try {
+    const r = JSON.parse(await readFile(exitRecordPath(layout(engine).shimDir(id), id), 'utf8')) as ExitRecord;
+    return typeof r.exitStatus === 'number' ? r : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface StopOptions {
