@@ -106,31 +106,49 @@ export const CLONE = {
 
 /** Builds a plan: records of u16 tag, u32 length, payload (little-endian, strings NUL-terminated). */
 export class PlanWriter {
-  readonly #parts: Buffer[] = [];
+  // One buffer written in place: a default seccomp profile alone is some 350
+  // records, and a few small Buffers per field made planning take milliseconds.
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #len = 0;
+
+  #reserve(n: number): number {
+    const at = this.#len;
+    if (at + n > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, at + n));
+      this.#buf.copy(grown, 0, 0, at);
+      this.#buf = grown;
+    }
+    this.#len = at + n;
+    return at;
+  }
 
   record(
     tag: number,
     ...fields: (Buffer | string | { u32: number } | { i32: number } | { u64: bigint | number })[]
   ): this {
-    const payload = Buffer.concat(
-      fields.map((f) => {
-        if (Buffer.isBuffer(f)) return f;
-        if (typeof f === 'string') return Buffer.from(`${f}\0`);
-        const b = Buffer.alloc('u64' in f ? 8 : 4);
-        if ('u32' in f) b.writeUInt32LE(f.u32 >>> 0);
-        else if ('i32' in f) b.writeInt32LE(f.i32);
-        else b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(f.u64)));
-        return b;
-      }),
-    );
-    const head = Buffer.alloc(6);
-    head.writeUInt16LE(tag, 0);
-    head.writeUInt32LE(payload.length, 2);
-    this.#parts.push(head, payload);
+    const head = this.#reserve(6);
+    for (const f of fields) {
+      if (Buffer.isBuffer(f)) {
+        f.copy(this.#buf, this.#reserve(f.length));
+      } else if (typeof f === 'string') {
+        const n = Buffer.byteLength(f);
+        const at = this.#reserve(n + 1);
+        this.#buf.write(f, at, n, 'utf8');
+        this.#buf[at + n] = 0;
+      } else if ('u32' in f) {
+        this.#buf.writeUInt32LE(f.u32 >>> 0, this.#reserve(4));
+      } else if ('i32' in f) {
+        this.#buf.writeInt32LE(f.i32, this.#reserve(4));
+      } else {
+        this.#buf.writeBigUInt64LE(BigInt.asUintN(64, BigInt(f.u64)), this.#reserve(8));
+      }
+    }
+    this.#buf.writeUInt16LE(tag, head);
+    this.#buf.writeUInt32LE(this.#len - head - 6, head + 2);
     return this;
   }
 
   finish(): Buffer {
-    return Buffer.concat(this.#parts);
+    return Buffer.from(this.#buf.subarray(0, this.#len));
   }
 }
