@@ -7,6 +7,11 @@
  * Commands loaded on demand stay separate chunks. koffi stays outside: it
  * loads its native addon from its own package.
  *
+ * The generated API modules build grpc-js client classes as they load
+ * (makeGenericClientConstructor). Those calls are marked pure and grpc-js
+ * free of side effects, so a program that uses none of it (ctrctl talks
+ * through @ctr/common/grpc-client) carries none of it.
+ *
  *   node tools/build/bundle.mjs apps/ctrctl
  */
 import { rmSync } from 'node:fs';
@@ -21,5 +26,9 @@ await build({
   platform: 'node',
   external: ['koffi', /^node:/],
   logLevel: 'warn',
+  treeshake: {
+    manualPureFunctions: ['makeGenericClientConstructor'],
+    moduleSideEffects: (id) => !id.includes('/node_modules/@grpc/grpc-js/'),
+  },
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js' },
 });

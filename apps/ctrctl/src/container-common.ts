@@ -2,7 +2,7 @@
 import type { Container } from '@ctr/api/containers/v1/containers';
 import type { AttachRequest, AttachResponse, TasksService } from '@ctr/api/containers/v1/containers';
 import { fromGrpcError } from '@ctr/common/errors';
-import type { ApiClient } from '@ctr/common/grpc';
+import type { ApiClient } from '@ctr/common/grpc-client';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
 import { humanDuration } from './format.js';
 

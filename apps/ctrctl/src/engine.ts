@@ -1,6 +1,6 @@
 /** Which engine ctrctl talks to (--root/--state/--instance or CTR_*), and its clients. */
 import { type Config, layout, loadConfig } from '@ctr/common/config';
-import { type ServiceDef, dial, type ApiClient, socketAddress, answeredByDaemon } from '@ctr/common/grpc';
+import { type ApiClient, answeredByDaemon, dialH2, type ServiceDef, socketAddress } from '@ctr/common/grpc-client';
 import { CtrError, unavailable } from '@ctr/common/errors';
 import type { FlagSpec, FlagValues } from './args.js';
 
@@ -32,7 +32,7 @@ export function resolveGlobals(flags: FlagValues): Globals {
     config,
     client(definition, daemon) {
       const socket = daemon === 'ctrd' ? paths.supervisorSocket : paths.serviceSocket(daemon);
-      const c = dial(definition, socket);
+      const c = dialH2(definition, socket);
       clients.push(c as unknown as ApiClient<ServiceDef>);
       return c;
     },

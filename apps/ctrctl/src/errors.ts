@@ -1,6 +1,6 @@
 /** How ctrctl fails: one line on stderr and docker's exit codes. */
 import { CtrError } from '@ctr/common/errors';
-import { answeredByDaemon } from '@ctr/common/grpc';
+import { answeredByDaemon } from '@ctr/common/grpc-client';
 
 /** A bad flag or argument: docker exits 125 for these, whatever the command. */
 export class UsageError extends Error {

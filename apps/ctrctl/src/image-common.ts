@@ -1,7 +1,7 @@
 /** What the image commands share: reading a transfer stream, names and sizes as docker shows them. */
 import { type Image, type TransferProgress, TransferState } from '@ctr/api/images/v1/images';
 import type { ClientReadableStream } from '@grpc/grpc-js';
-import { readStream } from '@ctr/common/grpc';
+import { readStream } from '@ctr/common/grpc-client';
 import { familiarString, parseReference } from '@ctr/common/reference';
 import type { ProgressView } from './progress.js';
 

@@ -1,10 +1,12 @@
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ContainersService, TasksService } from '@ctr/api/containers/v1/containers';
 import { EventsService, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isKind, notFound } from './errors.js';
+import { isKind, notFound, unavailable } from './errors.js';
 import { claimSocket, dial, implement, readStream, serve } from './grpc.js';
+import { answeredByDaemon, dialH2 } from './grpc-client.js';
 
 const dir = mkdtempSync('/tmp/ctr-grpc-');
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -14,9 +16,13 @@ const supervisor = (impl: Parameters<typeof implement<typeof SupervisorService>>
   implementation: implement(SupervisorService, impl),
 });
 
-describe('gRPC on unix sockets', () => {
+// Every client test runs against both clients: grpc-js's (daemons) and grpc-client.ts's (ctrctl).
+describe.each([
+  ['grpc-js', dial],
+  ['node:http2', dialH2],
+] as const)('gRPC on unix sockets, %s client', (_name, dial) => {
   it('answers UNAVAILABLE, which a client retries, while the daemon starts; then the real handlers', async () => {
-    const socket = join(dir, 'starting.sock');
+    const socket = join(dir, `${_name}-starting.sock`);
     const server = await serve(socket, []);
     try {
       server.starting('supervisor', [SupervisorService, EventsService]);
@@ -45,7 +51,7 @@ describe('gRPC on unix sockets', () => {
   });
 
   it('serves on a 0660 socket and carries typed errors both ways', async () => {
-    const socket = join(dir, 'a.sock');
+    const socket = join(dir, `${_name}-a.sock`);
     const server = await serve(socket, [
       supervisor({
         version: async () => ({ version: '9.9', revision: '', nodeVersion: '', natsVersion: '', apiVersion: 'v1' }),
@@ -77,7 +83,7 @@ describe('gRPC on unix sockets', () => {
   });
 
   it('streams server responses', async () => {
-    const socket = join(dir, 'stream.sock');
+    const socket = join(dir, `${_name}-stream.sock`);
     const server = await serve(socket, [
       {
         definition: EventsService,
@@ -96,28 +102,8 @@ describe('gRPC on unix sockets', () => {
     await server.close();
   });
 
-  it('removes a stale socket but refuses one that is alive', async () => {
-    const socket = join(dir, 'stale.sock');
-    // A socket file nobody listens on, as a SIGKILLed daemon leaves it.
-    const { spawnSync } = await import('node:child_process');
-    spawnSync('python3', ['-c', `import socket;s=socket.socket(socket.AF_UNIX);s.bind(${JSON.stringify(socket)})`]);
-    expect(statSync(socket).isSocket()).toBe(true);
-    await claimSocket(socket);
-    const server = await serve(socket, [supervisor({})]);
-    const err = await serve(socket, [supervisor({})]).catch((e) => e);
-    expect(isKind(err, 'AlreadyExists')).toBe(true);
-    await server.close();
-  });
-
-  it('refuses a path that is not a socket', async () => {
-    const path = join(dir, 'plain-file');
-    writeFileSync(path, 'x');
-    const err = await claimSocket(path).catch((e) => e);
-    expect(isKind(err, 'FailedPrecondition')).toBe(true);
-  });
-
   it('fails fast when nothing listens, and retries UNAVAILABLE while a daemon comes up', async () => {
-    const socket = join(dir, 'late.sock');
+    const socket = join(dir, `${_name}-late.sock`);
     const client = dial(SupervisorService, socket);
     const err = await client.version({}, { timeoutMs: 2000 }).catch((e) => e);
     expect(isKind(err, 'Unavailable')).toBe(true);
@@ -139,7 +125,7 @@ describe('gRPC on unix sockets', () => {
   });
 
   it('enforces deadlines', async () => {
-    const socket = join(dir, 'slow.sock');
+    const socket = join(dir, `${_name}-slow.sock`);
     const server = await serve(socket, [
       supervisor({
         version: () =>
@@ -153,5 +139,136 @@ describe('gRPC on unix sockets', () => {
     expect(isKind(err, 'DeadlineExceeded')).toBe(true);
     client.close();
     await server.close(0);
+  });
+  it('streams requests, both ways, with flow control, and cancels', async () => {
+    const socket = join(dir, `${_name}-bidi.sock`);
+    let received = 0;
+    const server = await serve(socket, [
+      {
+        definition: ContainersService,
+        implementation: implement(ContainersService, {
+          copyIn: async (call) => {
+            let bytes = 0;
+            for await (const m of call) if (m.part?.$case === 'chunk') bytes += m.part.value.length;
+            if (bytes === 0) throw notFound('nothing came');
+            received += bytes;
+            return {};
+          },
+        }),
+      },
+      {
+        definition: TasksService,
+        implementation: implement(TasksService, {
+          // Echoes stdin as stdout; "big" asks for 5 MiB in one message.
+          attach: async (call) => {
+            for await (const m of call) {
+              if (m.part?.$case !== 'stdin') continue;
+              const text = m.part.value.toString();
+              call.write({
+                part: { $case: 'stdout', value: text === 'big' ? Buffer.alloc(5 << 20, 7) : m.part.value },
+              });
+            }
+          },
+        }),
+      },
+    ]);
+    try {
+      const containers = dial(ContainersService, socket);
+      const { stream, response } = containers.copyIn();
+      for (let i = 0; i < 200; i++) {
+        if (!stream.write({ part: { $case: 'chunk', value: Buffer.alloc(64 * 1024, i) } }))
+          await new Promise((r) => stream.once('drain', r));
+      }
+      stream.end();
+      await response;
+      expect(received).toBe(200 * 64 * 1024);
+      const empty = containers.copyIn();
+      empty.stream.end();
+      expect(isKind(await empty.response.catch((e) => e), 'NotFound')).toBe(true);
+      containers.close();
+
+      const tasks = dial(TasksService, socket);
+      const call = tasks.attach();
+      const out: Buffer[] = [];
+      const ended = new Promise<unknown>((resolve) => {
+        call.on('data', (m) => {
+          if (m.part?.$case === 'stdout') out.push(m.part.value);
+          if (out.length === 2) call.cancel();
+        });
+        call.on('error', resolve);
+        call.on('end', () => resolve(undefined));
+      });
+      call.write({ part: { $case: 'stdin', value: Buffer.from('hello') } });
+      call.write({ part: { $case: 'stdin', value: Buffer.from('big') } });
+      // Cancelled by the client: the call fails with CANCELLED (code 1), as grpc-js's does.
+      expect(((await ended) as { code?: number }).code).toBe(1);
+      expect(out[0].toString()).toBe('hello');
+      expect(out[1].length).toBe(5 << 20);
+      expect(out[1].every((b) => b === 7)).toBe(true);
+      tasks.close();
+    } finally {
+      await server.close(0);
+    }
+  });
+
+  it("tells a daemon's UNAVAILABLE from a channel that failed", async () => {
+    const socket = join(dir, `${_name}-origin.sock`);
+    const server = await serve(socket, [
+      supervisor({
+        version: async () => {
+          throw unavailable('registry.example: connection refused');
+        },
+      }),
+    ]);
+    const client = dial(SupervisorService, socket);
+    const answered = await client.version({}).catch((e) => e);
+    expect(isKind(answered, 'Unavailable')).toBe(true);
+    expect(answered.message).toBe('registry.example: connection refused');
+    expect(answeredByDaemon(answered)).toBe(true);
+    client.close();
+    await server.close(0);
+    const gone = dial(SupervisorService, socket);
+    const failed = await gone.version({}).catch((e) => e);
+    expect(isKind(failed, 'Unavailable')).toBe(true);
+    expect(answeredByDaemon(failed)).toBe(false);
+    gone.close();
+  });
+
+  it('reconnects to a daemon that restarted on the same socket', async () => {
+    const socket = join(dir, `${_name}-restart.sock`);
+    const version = (v: string) =>
+      supervisor({
+        version: async () => ({ version: v, revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }),
+      });
+    let server = await serve(socket, [version('1')]);
+    const client = dial(SupervisorService, socket);
+    expect((await client.version({})).version).toBe('1');
+    await server.close(0);
+    server = await serve(socket, [version('2')]);
+    expect((await client.version({}, { retryMs: 5000 })).version).toBe('2');
+    client.close();
+    await server.close(0);
+  });
+});
+
+describe('gRPC sockets', () => {
+  it('removes a stale socket but refuses one that is alive', async () => {
+    const socket = join(dir, 'stale.sock');
+    // A socket file nobody listens on, as a SIGKILLed daemon leaves it.
+    const { spawnSync } = await import('node:child_process');
+    spawnSync('python3', ['-c', `import socket;s=socket.socket(socket.AF_UNIX);s.bind(${JSON.stringify(socket)})`]);
+    expect(statSync(socket).isSocket()).toBe(true);
+    await claimSocket(socket);
+    const server = await serve(socket, [supervisor({})]);
+    const err = await serve(socket, [supervisor({})]).catch((e) => e);
+    expect(isKind(err, 'AlreadyExists')).toBe(true);
+    await server.close();
+  });
+
+  it('refuses a path that is not a socket', async () => {
+    const path = join(dir, 'plain-file');
+    writeFileSync(path, 'x');
+    const err = await claimSocket(path).catch((e) => e);
+    expect(isKind(err, 'FailedPrecondition')).toBe(true);
   });
 });

@@ -6,12 +6,27 @@
  * whose async handlers throw CtrErrors that become status codes here, once.
  * Clients: `dial` returns a promise-based client typed from the generated
  * service definition; unary calls carry a deadline and retry UNAVAILABLE
- * (a daemon restarting) for as long as the caller allows.
+ * (a daemon restarting) for as long as the caller allows. grpc-client.ts has
+ * the same clients without grpc-js (`dialH2`), for ctrctl's start-up.
  */
 import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import {
+  type ApiClient,
+  type CallOptions,
+  type ClientStreaming,
+  DEFAULT_UNARY_TIMEOUT_MS,
+  ORIGIN_KEY,
+  type ReqOf,
+  type ResOf,
+  type ServerStreaming,
+  type ServiceDef,
+  sleep,
+  socketAddress,
+  type Unary,
+} from './grpc-client.js';
 import {
   alreadyExists,
   CtrError,
@@ -23,41 +38,15 @@ import {
   unavailable,
 } from './errors.js';
 
-// biome-ignore lint/suspicious/noExplicitAny: generated definitions are checked through ReqOf/ResOf
-interface MethodDef<Req = any, Res = any> {
-  path: string;
-  requestStream: boolean;
-  responseStream: boolean;
-  requestSerialize(value: Req): Buffer;
-  requestDeserialize(bytes: Buffer): Req;
-  responseSerialize(value: Res): Buffer;
-  responseDeserialize(bytes: Buffer): Res;
-}
-export type ServiceDef = Record<string, MethodDef>;
-
-type ReqOf<M> = M extends MethodDef<infer Req, unknown> ? Req : never;
-type ResOf<M> = M extends { responseDeserialize(bytes: Buffer): infer Res } ? Res : never;
-type Unary = { requestStream: false; responseStream: false };
-type ServerStreaming = { requestStream: false; responseStream: true };
-type ClientStreaming = { requestStream: true; responseStream: false };
-
-export interface CallOptions {
-  /** Deadline of the call in ms (unary default 60 s; streams have none unless given). */
-  timeoutMs?: number;
-  /** Keep retrying UNAVAILABLE for up to this long (a daemon restarting). Default 0. */
-  retryMs?: number;
-  metadata?: grpc.Metadata;
-}
-
-export type ApiClient<D extends ServiceDef> = {
-  [K in keyof D]: D[K] extends Unary
-    ? (request: ReqOf<D[K]>, opts?: CallOptions) => Promise<ResOf<D[K]>>
-    : D[K] extends ServerStreaming
-      ? (request: ReqOf<D[K]>, opts?: CallOptions) => grpc.ClientReadableStream<ResOf<D[K]>>
-      : D[K] extends ClientStreaming
-        ? (opts?: CallOptions) => { stream: grpc.ClientWritableStream<ReqOf<D[K]>>; response: Promise<ResOf<D[K]>> }
-        : (opts?: CallOptions) => grpc.ClientDuplexStream<ReqOf<D[K]>, ResOf<D[K]>>;
-} & { readonly $client: grpc.Client; close(): void };
+export {
+  type ApiClient,
+  answeredByDaemon,
+  type CallOptions,
+  type MethodDef,
+  readStream,
+  type ServiceDef,
+  socketAddress,
+} from './grpc-client.js';
 
 export type Handlers<D extends ServiceDef> = {
   [K in keyof D]?: D[K] extends Unary
@@ -69,10 +58,6 @@ export type Handlers<D extends ServiceDef> = {
         : (call: grpc.ServerDuplexStream<ReqOf<D[K]>, ResOf<D[K]>>) => Promise<void>;
 };
 
-export const socketAddress = (socketPath: string) => `unix:${socketPath}`;
-
-const DEFAULT_UNARY_TIMEOUT_MS = 60_000;
-
 /** Turns any thrown value into what grpc-js sends: a status code and one line of details. */
 export function toStatus(err: unknown): Partial<grpc.StatusObject> {
   const message = err instanceof Error ? err.message : String(err);
@@ -80,14 +65,6 @@ export function toStatus(err: unknown): Partial<grpc.StatusObject> {
   const metadata = new grpc.Metadata();
   metadata.set(ORIGIN_KEY, 'daemon');
   return { code: grpcCodeOf(err) as grpc.status, details: message.split('\n')[0], metadata };
-}
-
-const ORIGIN_KEY = 'ctr-origin';
-
-/** Whether an error was a daemon's answer (UNAVAILABLE from a registry it could not reach), not a failed channel. */
-export function answeredByDaemon(err: unknown): boolean {
-  const metadata = (err as { cause?: { metadata?: grpc.Metadata } } | undefined)?.cause?.metadata;
-  return typeof metadata?.get === 'function' && metadata.get(ORIGIN_KEY).length > 0;
 }
 
 type Reporter = (err: unknown, method: string) => void;
@@ -240,8 +217,6 @@ export async function serve(socketPath: string, services: ServiceBinding[]): Pro
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 function callOptions(timeoutMs: number | undefined): grpc.CallOptions {
   return timeoutMs ? { deadline: Date.now() + timeoutMs } : {};
 }
@@ -258,7 +233,7 @@ export function dial<D extends ServiceDef>(definition: D, socketPath: string, se
   // biome-ignore lint/suspicious/noExplicitAny: methods are installed by makeGenericClientConstructor
   const raw = client as any;
   // biome-ignore lint/suspicious/noExplicitAny: the mapped type ApiClient<D> gives callers their types
-  const api: any = { $client: client, close: () => client.close() };
+  const api: any = { close: () => client.close() };
   for (const [name, def] of Object.entries(definition)) {
     const method = raw[name].bind(client);
     if (!def.requestStream && !def.responseStream) {
@@ -305,17 +280,6 @@ async function callUnary(
       await sleep(backoff);
       backoff = Math.min(backoff * 2, 500);
     }
-  }
-}
-
-/** Reads a server stream to the end, mapping its error to a CtrError. */
-export async function* readStream<T>(stream: grpc.ClientReadableStream<T>): AsyncGenerator<T> {
-  try {
-    for await (const item of stream) yield item as T;
-  } catch (err) {
-    throw fromGrpcError(err);
-  } finally {
-    stream.cancel();
   }
 }
 

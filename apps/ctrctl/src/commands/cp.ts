@@ -11,7 +11,7 @@ import { lstatSync, realpathSync, type Stats, statSync } from 'node:fs';
 import { basename, dirname, posix, resolve } from 'node:path';
 import { ContainersService, type PathStat } from '@ctr/api/containers/v1/containers';
 import { isNotFound } from '@ctr/common/errors';
-import { readStream } from '@ctr/common/grpc';
+import { readStream } from '@ctr/common/grpc-client';
 import { AT, closeFd, O, openat2 } from '@ctr/sys';
 import { type TarEntry, type TarHandler, TarReader } from '@ctr/tar';
 import { Extractor, LayerError } from '@ctr/tar/extract';

@@ -1,6 +1,6 @@
 import { ContainersService } from '@ctr/api/containers/v1/containers';
 import { EventsService } from '@ctr/api/supervisor/v1/supervisor';
-import { readStream } from '@ctr/common/grpc';
+import { readStream } from '@ctr/common/grpc-client';
 import { UsageError } from '../errors.js';
 import { type Command, formatFlag } from '../command.js';
 import { ContainerAttributes, eventFilter, formatDockerEvent, parseTime, toDockerEvent } from '../docker-events.js';

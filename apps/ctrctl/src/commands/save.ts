@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { ImagesService } from '@ctr/api/images/v1/images';
-import { readStream } from '@ctr/common/grpc';
+import { readStream } from '@ctr/common/grpc-client';
 import type { Command } from '../command.js';
 
 export const command: Command = {
