@@ -242,9 +242,12 @@ export class Cgroup {
       const kill = join(this.dir() as string, 'cgroup.kill');
       if ((await readText(kill)) !== undefined) return writeFile(kill, '1');
     }
+    // An empty group (a stopped task's, at its delete) has nothing to freeze, and nothing can fork into it.
+    const pids = await this.pids();
+    if (!pids.length) return;
     const freezable = signal === 'SIGKILL' && (this.v2 || !!this.layout.v1.freezer);
     if (freezable) await this.freeze().catch(() => undefined);
-    for (const pid of await this.pids()) {
+    for (const pid of freezable ? await this.pids() : pids) {
       try {
         process.kill(pid, signal);
       } catch (err) {
