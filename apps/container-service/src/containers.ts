@@ -201,6 +201,8 @@ export class Containers {
   #groups = new Map<string, Set<string>>();
   /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
   #newShims = new Set<string>();
+  /** Containers whose task this service released since it last ran (a removal need not release them again). */
+  #released = new Set<string>();
   /** The watch of each running task: resolves once its exit has been handled (--rm and policy included). */
   #monitors = new Map<string, Promise<void>>();
   #changed = new Map<string, Set<() => void>>();
@@ -459,6 +461,7 @@ export class Containers {
     }
     if (st.status === 'removing') throw failedPrecondition(`container ${id} is being removed`);
     this.#clearRestartTimer(id);
+    this.#released.delete(id);
     const undo: (() => Promise<unknown>)[] = [];
     // The shim gets ready (a warm one bound, or one booted) while the network and the bundle do.
     const shimReady = this.#shim(id, true);
@@ -879,6 +882,7 @@ export class Containers {
 
   /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
   async #release(id: string) {
+    this.#released.delete(id);
     // The task is gone, so its namespace has no user left: both go at once.
     await Promise.all([
       this.#dropShim(id),
@@ -886,6 +890,7 @@ export class Containers {
         if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
       }),
     ]);
+    this.#released.add(id);
   }
 
   #maybeRestart(rec: ContainerRecord) {
@@ -1066,7 +1071,8 @@ export class Containers {
     if (!rec) return;
     const c = rec.container;
     this.#clearRestartTimer(id);
-    await this.#release(id);
+    // Released at its exit already, unless this service restarted since (or it never ran).
+    if (!this.#released.delete(id)) await this.#release(id);
     await Promise.all([
       this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).catch((err) => {
         if (!isNotFound(err)) throw err;

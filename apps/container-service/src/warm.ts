@@ -71,7 +71,10 @@ export class WarmShims {
     try {
       await spare.client.bind({ id });
       spare.client.close();
-      return connectShim(await this.engine(), id);
+      const bound = connectShim(await this.engine(), id);
+      // The first call at the new path connects: made here, while the start makes the network and the bundle.
+      await bound.state({ id, execId: '' }).catch(() => undefined);
+      return bound;
     } catch (err) {
       this.log.warn({ err, shim: spare.name }, 'a warm shim could not be bound; starting one');
       await this.#end(spare);
