@@ -225,6 +225,7 @@ describe('ApplyLayer', () => {
   });
 
   it('leaves no snapshot behind when a layer is bad, and says why in one line', async () => {
+    await snaps.cleanup({}); // once the directories of snapshots removed before are gone (Remove does not wait)
     const dirsBefore = snapshotDirs();
     const tar = pack(LAYERS[0]);
     const cases: Array<[Parameters<typeof applyLayer>[0], Buffer | undefined, RegExp]> = [
@@ -302,6 +303,7 @@ describe('ApplyLayer', () => {
   });
 
   it('after kill -9 in the middle of an apply, keeps what was committed and drops the half-applied layer', async () => {
+    await snaps.cleanup({}); // the directories of the snapshots removed before are gone
     await applyAll({ name: 'base', parent: '' }, pack(LAYERS[0]));
     const files: Entry[] = Array.from({ length: 2000 }, (_, i) => ({
       path: `many/f${i}`,

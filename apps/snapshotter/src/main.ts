@@ -120,7 +120,7 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
       return {};
     },
     remove: async ({ key }) => {
-      if (await store.remove(key)) void bus.publish('snapshotRemoved', { key });
+      if (await store.remove(key, { background: true })) void bus.publish('snapshotRemoved', { key });
       return {};
     },
     stat: async ({ key }) => info(store.get(key)),
@@ -162,6 +162,7 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
   });
 }
 
+const stores: SnapshotStore[] = [];
 await runDaemon({
   name: 'snapshotter',
   api: [SnapshotsService],
@@ -171,6 +172,10 @@ await runDaemon({
     if (interrupted.length) ctx.log.info({ removed: interrupted }, 'removed layer applies a crash interrupted');
     const strays = await store.cleanup();
     if (strays.length) ctx.log.info({ removed: strays }, 'removed directories no snapshot owns');
+    stores.push(store);
     return [{ definition: SnapshotsService, implementation: snapshotsApi(store, ctx.bus) }];
+  },
+  stop: async () => {
+    for (const s of stores) await s.settle();
   },
 });

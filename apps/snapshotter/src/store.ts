@@ -53,6 +53,8 @@ export class SnapshotStore {
   readonly dir: string;
   #db: Db = { nextId: 1, snapshots: {} };
   #lock: Promise<unknown> = Promise.resolve();
+  /** Directories of removed snapshots being deleted. */
+  #removing = new Set<Promise<void>>();
 
   private constructor(root: string) {
     this.dir = join(root, 'snapshots', 'overlay2');
@@ -184,8 +186,15 @@ export class SnapshotStore {
     });
   }
 
-  /** Removes a snapshot without children; a missing one is already removed. */
-  async remove(key: string): Promise<boolean> {
+  /**
+   * Removes a snapshot without children (a missing one is removed already):
+   * its record, then its directory. With `background`
+   * the caller does not wait for the directory (containerd's snapshotters may
+   * remove asynchronously too): nothing finds it once the record is gone, a
+   * crash leaves it a stray that cleanup removes, and snapshot ids are never
+   * reused, so no new snapshot meets it.
+   */
+  async remove(key: string, opts: { background?: boolean } = {}): Promise<boolean> {
     const removed = await this.#txn((db) => {
       const r = db.snapshots[key];
       if (!r) return undefined;
@@ -196,8 +205,18 @@ export class SnapshotStore {
     });
     if (!removed) return false;
     // After the record is gone: a crash here leaves a stray directory for cleanup, not a dangling record.
-    await rm(this.snapshotDir(removed.id), { recursive: true, force: true });
+    const going: Promise<void> = rm(this.snapshotDir(removed.id), { recursive: true, force: true }).finally(() =>
+      this.#removing.delete(going),
+    );
+    this.#removing.add(going);
+    if (opts.background) going.catch(() => undefined);
+    else await going;
     return true;
+  }
+
+  /** Waits for the directories of removed snapshots to be gone (the daemon stopping, a test). */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.#removing);
   }
 
   async updateLabels(key: string, labels: Record<string, string>, mask: string[]): Promise<SnapshotRecord> {
@@ -229,6 +248,7 @@ export class SnapshotStore {
 
   /** Directories no snapshot owns (a crash between mkdir and the metadata, or after a remove's record). */
   async cleanup(): Promise<string[]> {
+    await this.settle(); // a removal under way is not a stray
     return this.#txn(async (db) => {
       const owned = new Set(Object.values(db.snapshots).map((s) => String(s.id)));
       const removed: string[] = [];
