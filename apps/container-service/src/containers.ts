@@ -37,7 +37,6 @@ import {
   notFound,
 } from '@ctr/common/errors';
 import type { EventBus } from '@ctr/common/events';
-import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { ApiClient } from '@ctr/common/grpc';
 import { readStream, socketAlive } from '@ctr/common/grpc';
 import type { Logger } from '@ctr/common/log';
@@ -201,6 +200,8 @@ export class Containers {
   #groups = new Map<string, Set<string>>();
   /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
   #newShims = new Set<string>();
+  /** Shim directories being removed as their shims exit: a new shim for the container waits for its own. */
+  #shimsGoing = new Map<string, Promise<void>>();
   /** Containers whose task this service released since it last ran (a removal need not release them again). */
   #released = new Set<string>();
   /** The watch of each running task: resolves once its exit has been handled (--rm and policy included). */
@@ -484,7 +485,8 @@ export class Containers {
         spec.mounts?.push({ destination: INIT_PATH, type: 'bind', source: this.d.initBinary, options: ['bind', 'ro'] });
       }
       await mkdir(c.bundlePath, { recursive: true, mode: 0o700 });
-      await writeFileAtomic(bundleConfig(c.bundlePath), JSON.stringify(spec));
+      // Made anew at every start, so a plain write: nothing to keep through a crash.
+      await writeFile(bundleConfig(c.bundlePath), JSON.stringify(spec), { mode: 0o600 });
       const shim = await shimReady;
       if (!shim) throw new Error('unreachable');
       // A stale task of an earlier run (this service died before it deleted it) goes first; a new shim has none.
@@ -669,6 +671,7 @@ export class Containers {
   async #shim(id: string, start = false): Promise<ShimClient | undefined> {
     const known = this.#shims.get(id);
     if (known) return known;
+    await this.#shimsGoing.get(id);
     const engine = await this.#shimEngine();
     if (await socketAlive(this.d.layout.shimSocket(id))) {
       const client = connectShim(engine, id);
@@ -795,7 +798,14 @@ export class Containers {
     shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
-    await removeShimDir(await this.#shimEngine(), id);
+    // The shim takes its socket away as it exits, then its directory goes: not waited for here, so
+    // an exit is handled meanwhile. A new shim for the container, and its removal, wait for it.
+    const going: Promise<void> = removeShimDir(await this.#shimEngine(), id)
+      .catch((err) => this.d.log.warn({ err, id }, 'cannot remove the shim directory'))
+      .finally(() => {
+        if (this.#shimsGoing.get(id) === going) this.#shimsGoing.delete(id);
+      });
+    this.#shimsGoing.set(id, going);
   }
 
   // ---------------------------------------------------------------- exits
@@ -1079,6 +1089,7 @@ export class Containers {
       }),
       rm(c.bundlePath, { recursive: true, force: true }),
       rm(this.d.layout.containerDir(id), { recursive: true, force: true }),
+      this.#shimsGoing.get(id),
     ]);
     this.d.store.deleteContainer(id);
     this.#monitors.delete(id);
@@ -1440,6 +1451,6 @@ export class Containers {
     this.#closing = true;
     for (const t of this.#restartTimers.values()) clearTimeout(t);
     for (const s of this.#shims.values()) s.close();
-    await this.#warm.close();
+    await Promise.all([this.#warm.close(), ...this.#shimsGoing.values()]);
   }
 }

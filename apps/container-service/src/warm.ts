@@ -72,8 +72,8 @@ export class WarmShims {
       await spare.client.bind({ id });
       spare.client.close();
       const bound = connectShim(await this.engine(), id);
-      // The first call at the new path connects: made here, while the start makes the network and the bundle.
-      await bound.state({ id, execId: '' }).catch(() => undefined);
+      // A first call connects at the new path now, while the start makes the network and the bundle.
+      void bound.state({ id, execId: '' }).catch(() => undefined);
       return bound;
     } catch (err) {
       this.log.warn({ err, shim: spare.name }, 'a warm shim could not be bound; starting one');
