@@ -12,7 +12,7 @@
  * never left behind by a service that died.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { hostLayout } from '@ctr/cgroups';
+import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
 import type { Event } from '@ctr/common/events';
@@ -75,7 +75,8 @@ async function main() {
     .catch((err) => log.error({ err }, 'events: cannot connect; task events are not published'));
 
   const cgroupInfo = await hostCgroupInfo();
-  const native = new NativeRuntime(reaper, cgroupInfo);
+  const cgroups = await hostLayout();
+  const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups));
   const runtimes = new Map<string, Runtime>();
   const runtimeFor = async (name: string): Promise<Runtime> => {
     if (!name || name === 'ctr-init') return native;
@@ -113,7 +114,7 @@ async function main() {
     process.exit(1);
   });
 
-  const ctx = { log, dir, cgroups: await hostLayout(), publish };
+  const ctx = { log, dir, cgroups, publish };
   /**
    * A warm shim becomes container `to`'s: its directory (socket, pid file and
    * log inside, all still open) is renamed to the container's, so whoever

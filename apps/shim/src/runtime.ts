@@ -7,7 +7,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Cgroup } from '@ctr/cgroups';
+import type { Cgroup, CgroupMovePrimer } from '@ctr/cgroups';
 import { failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import type { Process, Spec } from '@ctr/oci';
 import { type Exit, exitOf, launchInit } from './init/launch.js';
@@ -75,6 +75,7 @@ export class NativeRuntime implements Runtime {
   constructor(
     private readonly reaper: Reaper,
     private readonly cgroupInfo: CgroupMountInfo,
+    private readonly primer: CgroupMovePrimer,
   ) {}
 
   #onSpawn(io: ProcessIO) {
@@ -85,6 +86,8 @@ export class NativeRuntime implements Runtime {
   }
 
   async create(c: CreateContext): Promise<Launched> {
+    // The init's placement in its cgroup would wait out a grace period of the kernel's: started now.
+    this.primer.prime();
     const init = await launchInit({
       mode: 'create',
       plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo }),
@@ -104,6 +107,7 @@ export class NativeRuntime implements Runtime {
     for (const ns of c.spec.linux?.namespaces ?? []) {
       if (NS_FILES[ns.type]) joinAll[ns.type] = `/proc/${c.initPid}/ns/${NS_FILES[ns.type]}`;
     }
+    this.primer.prime();
     const launched = await launchInit({
       mode: 'exec',
       plan: planFromSpec({ ...c.spec, process: c.process }, { cgroups: this.cgroupInfo, joinAll }),

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { parseMountInfo } from '@ctr/sys/mountinfo';
 import { findLeaks, randomInstance, waitFor } from '@ctr/testkit';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Cgroup, detectLayout, hostLayout, parseKeyValues } from './index.js';
+import { Cgroup, CgroupMovePrimer, detectLayout, hostLayout, parseKeyValues } from './index.js';
 import { cpusToQuota, sharesToWeight } from './resources.js';
 
 const line = (id: number, mp: string, fs: string, superOpts: string) =>
@@ -183,5 +183,16 @@ describe('this host (real kernel)', () => {
       await cg.destroy();
       await cg.parent()?.destroy();
     }
+  });
+
+  it('primes cgroup moves by moving this process where it is: nowhere', async () => {
+    const before = await readFile('/proc/self/cgroup', 'utf8');
+    const primer = await CgroupMovePrimer.open(await hostLayout());
+    for (let i = 0; i < 3; i++) primer.prime();
+    // The writes land on the thread pool; what this process is in does not change.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await readFile('/proc/self/cgroup', 'utf8')).toBe(before);
+    // With no hierarchy to write to, it does nothing.
+    (await CgroupMovePrimer.open({ mode: 'v1', v1: {} })).prime();
   });
 });

@@ -2,10 +2,11 @@ export * from './cgroup.js';
 export * from './layout.js';
 export * from './resources.js';
 
-import { rmdir } from 'node:fs/promises';
+import { constants, openSync, write } from 'node:fs';
+import { readFile, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readMountInfo } from '@ctr/sys/mountinfo';
-import { type CgroupLayout, detectLayout } from './layout.js';
+import { type CgroupLayout, detectLayout, type V1Controller } from './layout.js';
 
 /** This host's cgroup layout. */
 export async function hostLayout(): Promise<CgroupLayout> {
@@ -28,5 +29,45 @@ export async function removeCgroupIfEmpty(path: string): Promise<void> {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
     }
+  }
+}
+
+/**
+ * Starts, in the background, what the kernel makes the first cgroup move
+ * after a quiet spell wait for. Every move (a write to cgroup.procs, v1 or
+ * v2) takes cgroup_threadgroup_rwsem for writing, and after a quiet spell
+ * that waits out an RCU grace period: some 10 ms here, of a container's
+ * start. Moves within about one more grace period do not wait. prime() moves
+ * this process to the cgroup it is in already (a move that changes nothing)
+ * with one write on a thread-pool thread, through a file opened ahead, so it
+ * runs even while the main thread is busy (spawning the init): the init
+ * placed meanwhile waits for what is left of the grace period, or not at all.
+ * It only saves time: where the file cannot be opened, prime() does nothing.
+ */
+export class CgroupMovePrimer {
+  private constructor(private readonly fd: number | undefined) {}
+
+  static async open(layout: CgroupLayout): Promise<CgroupMovePrimer> {
+    try {
+      const own = (await readFile('/proc/self/cgroup', 'utf8')).split('\n').map((l) => l.split(':'));
+      let procs: string | undefined;
+      for (const [controller, mount] of Object.entries(layout.v1) as [V1Controller, string | undefined][]) {
+        const line = own.find((f) => f.length >= 3 && f[1].split(',').includes(controller));
+        if (mount && line) {
+          procs = join(mount, line.slice(2).join(':'), 'cgroup.procs');
+          break;
+        }
+      }
+      const unified = own.find((f) => f[0] === '0' && f[1] === '');
+      if (!procs && layout.unified && unified) procs = join(layout.unified, unified.slice(2).join(':'), 'cgroup.procs');
+      if (!procs) return new CgroupMovePrimer(undefined);
+      return new CgroupMovePrimer(openSync(procs, constants.O_WRONLY));
+    } catch {
+      return new CgroupMovePrimer(undefined);
+    }
+  }
+
+  prime(): void {
+    if (this.fd !== undefined) write(this.fd, String(process.pid), 0, () => undefined);
   }
 }
