@@ -28,7 +28,10 @@ await build({
   logLevel: 'warn',
   treeshake: {
     manualPureFunctions: ['makeGenericClientConstructor'],
-    moduleSideEffects: (id) => !id.includes('/node_modules/@grpc/grpc-js/'),
+    // Node's own modules do nothing on import: one imported only for what was shaken off is not
+    // loaded at all (node:crypto's ESM facade alone loads WebCrypto).
+    moduleSideEffects: (id, external) =>
+      !(external && id.startsWith('node:')) && !id.includes('/node_modules/@grpc/grpc-js/'),
   },
   output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js' },
 });
