@@ -180,10 +180,19 @@ int main(int argc, char **argv) {
   struct init_error err = {0};
   struct plan plan;
   if (argc >= 2 && strcmp(argv[1], "--") == 0) return reaper_main(argc - 2, argv + 2);
+  if (argc == 2 && strcmp(argv[1], "seccomp-bpf") == 0) {
+    /* The plan's seccomp records on stdin, the compiled filter on stdout (the shim keeps it for the next container). */
+    if (plan_decode(0, &plan, &err) < 0 || !plan.has_seccomp || seccomp_export(&plan, 1, &err) < 0) {
+      if (!err.msg[0]) snprintf(err.msg, sizeof(err.msg), "the plan has no seccomp rules");
+      fprintf(stderr, "ctr-init seccomp-bpf: %s: %s\n", err.msg, strerror(err.err));
+      return 1;
+    }
+    return 0;
+  }
   bool create = argc == 2 && strcmp(argv[1], "create") == 0;
   bool exec_mode = argc == 2 && strcmp(argv[1], "exec") == 0;
   if (!create && !exec_mode) {
-    fprintf(stderr, "usage: ctr-init create|exec (started by the ctr shim; see native/README.md)\n");
+    fprintf(stderr, "usage: ctr-init create|exec|seccomp-bpf (started by the ctr shim; see native/src/protocol.h)\n");
     return 2;
   }
   for (int fd = PLAN_FD; fd <= PARENT_FD; fd++) {

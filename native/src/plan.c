@@ -210,6 +210,16 @@ static int decode_record(struct plan *plan, uint16_t tag, struct cursor *c, stru
     PUSH(plan->seccomp_rules, r);
     break;
   }
+  case PLAN_SECCOMP_BPF: {
+    /* 8-byte instructions, at most BPF_MAXINSNS (4096): copied out, the plan may not be aligned. */
+    if (c->left == 0 || c->left % 8 || c->left / 8 > 4096) BAD("seccomp bpf");
+    plan->seccomp_bpf = malloc(c->left);
+    if (!plan->seccomp_bpf) return fail(err, STAGE_PLAN, ENOMEM, "plan");
+    plan->seccomp_bpf_len = (uint16_t)(c->left / 8);
+    if (take(c, plan->seccomp_bpf, c->left)) BAD("seccomp bpf");
+    plan->has_seccomp = true;
+    break;
+  }
   case PLAN_ARG:
   case PLAN_ENV: {
     const char *s = take_str(c);
@@ -231,7 +241,7 @@ static int decode_record(struct plan *plan, uint16_t tag, struct cursor *c, stru
   return 0;
 }
 
-int plan_read(int fd, struct plan *plan, struct init_error *err) {
+int plan_decode(int fd, struct plan *plan, struct init_error *err) {
   char *buf = NULL;
   size_t len = 0;
   if (read_all(fd, &buf, &len, err) < 0) return -1;
@@ -250,6 +260,11 @@ int plan_read(int fd, struct plan *plan, struct init_error *err) {
     if (decode_record(plan, tag, &c, err) < 0) return -1;
     off += rlen;
   }
+  return 0;
+}
+
+int plan_read(int fd, struct plan *plan, struct init_error *err) {
+  if (plan_decode(fd, plan, err) < 0) return -1;
   if (plan->argv.len == 0) return fail(err, STAGE_PLAN, EINVAL, "the plan has no command to run");
   if (!LIST_PUSH(plan->argv, NULL) || !LIST_PUSH(plan->env, NULL))
     return fail(err, STAGE_PLAN, ENOMEM, "plan");

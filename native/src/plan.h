@@ -70,6 +70,8 @@ struct plan {
   uint32_t seccomp_default;
   PLAN_LIST(const char *) seccomp_arches;
   PLAN_LIST(struct plan_seccomp_rule) seccomp_rules;
+  void *seccomp_bpf; /* struct sock_filter[seccomp_bpf_len], when compiled ahead */
+  uint16_t seccomp_bpf_len;
   PLAN_LIST(const char *) argv; /* NULL-terminated when decoded */
   PLAN_LIST(const char *) env;  /* NULL-terminated when decoded */
   const char *cwd;
@@ -80,5 +82,7 @@ enum { CAP_BOUNDING, CAP_EFFECTIVE, CAP_INHERITABLE, CAP_PERMITTED, CAP_AMBIENT 
 
 /* Reads the whole plan from fd and decodes it. */
 int plan_read(int fd, struct plan *plan, struct init_error *err);
+/* The records only, for a plan that need not run anything (`ctr-init seccomp-bpf`). */
+int plan_decode(int fd, struct plan *plan, struct init_error *err);
 
 #endif

@@ -12,6 +12,7 @@
  * never left behind by a service that died.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
@@ -24,6 +25,7 @@ import { createLogger } from '@ctr/common/log';
 import { validateId } from '@ctr/common/names';
 import { setChildSubreaper } from '@ctr/sys';
 import { hostCgroupInfo } from './init/host-cgroups.js';
+import { SeccompFilters } from './init/seccomp.js';
 import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
 import { shimApi } from './service.js';
@@ -76,7 +78,8 @@ async function main() {
 
   const cgroupInfo = await hostCgroupInfo();
   const cgroups = await hostLayout();
-  const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups));
+  const filters = new SeccompFilters(join(config.state, 'seccomp'), base);
+  const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups), filters);
   const runtimes = new Map<string, Runtime>();
   const runtimeFor = async (name: string): Promise<Runtime> => {
     if (!name || name === 'ctr-init') return native;

@@ -11,7 +11,8 @@ import type { Cgroup, CgroupMovePrimer } from '@ctr/cgroups';
 import { failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import type { Process, Spec } from '@ctr/oci';
 import { type Exit, exitOf, launchInit } from './init/launch.js';
-import { type CgroupMountInfo, planFromSpec } from './init/plan.js';
+import { type CgroupMountInfo, planFromSpec, seccompRules } from './init/plan.js';
+import type { SeccompFilters } from './init/seccomp.js';
 import type { ProcessIO } from './io.js';
 import type { Reaper } from './reaper.js';
 
@@ -76,7 +77,14 @@ export class NativeRuntime implements Runtime {
     private readonly reaper: Reaper,
     private readonly cgroupInfo: CgroupMountInfo,
     private readonly primer: CgroupMovePrimer,
+    private readonly filters: SeccompFilters,
   ) {}
+
+  /** The spec's seccomp filter compiled already, when it was once. */
+  async #seccomp(spec: Spec): Promise<Buffer | undefined> {
+    const rules = seccompRules(spec);
+    return rules && this.filters.get(rules);
+  }
 
   #onSpawn(io: ProcessIO) {
     return (child: ChildProcess) => {
@@ -90,7 +98,7 @@ export class NativeRuntime implements Runtime {
     this.primer.prime();
     const init = await launchInit({
       mode: 'create',
-      plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo }),
+      plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo, seccompBpf: await this.#seccomp(c.spec) }),
       stdio: c.io.stdio,
       onSpawn: this.#onSpawn(c.io),
       place: async (pid) => {
@@ -110,7 +118,10 @@ export class NativeRuntime implements Runtime {
     this.primer.prime();
     const launched = await launchInit({
       mode: 'exec',
-      plan: planFromSpec({ ...c.spec, process: c.process }, { cgroups: this.cgroupInfo, joinAll }),
+      plan: planFromSpec(
+        { ...c.spec, process: c.process },
+        { cgroups: this.cgroupInfo, joinAll, seccompBpf: await this.#seccomp(c.spec) },
+      ),
       stdio: c.io.stdio,
       onSpawn: this.#onSpawn(c.io),
       place: (pid) => c.cgroup.addProcess(pid),

@@ -10,7 +10,8 @@ import { buildBusyboxRootfs, findLeaks, randomInstance, run, waitFor } from '@ct
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hostCgroupInfo } from './host-cgroups.js';
 import { InitError, launchInit } from './launch.js';
-import { planFromSpec } from './plan.js';
+import { planFromSpec, seccompRules } from './plan.js';
+import { SeccompFilters } from './seccomp.js';
 
 const instance = randomInstance();
 const dir = `/tmp/ctr-${instance}`;
@@ -25,10 +26,10 @@ afterAll(async () => {
 });
 
 /** Runs a spec through ctr-init and returns its output and exit. */
-async function runSpec(spec: Spec) {
+async function runSpec(spec: Spec, seccompBpf?: Buffer) {
   const init = await launchInit({
     mode: 'create',
-    plan: planFromSpec(spec, { cgroups: await hostCgroupInfo() }),
+    plan: planFromSpec(spec, { cgroups: await hostCgroupInfo(), seccompBpf }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -286,5 +287,18 @@ describe('the same bundle under runc', () => {
     expect(ours.stdout).toContain('mkdir-ok');
     expect(ours.stdout).toContain('forked');
     expect(ours.stdout).toBe(theirs.stdout);
+
+    // Compiled ahead (ctr-init seccomp-bpf, kept by the shim) and loaded as it is: the same filter.
+    const warnings: unknown[] = [];
+    const filters = new SeccompFilters(join(dir, 'seccomp'), { warn: (e: unknown) => warnings.push(e) } as never);
+    const rules = seccompRules(spec) as Buffer;
+    expect(await filters.get(rules)).toBeUndefined(); // not yet: the init compiles it, and so does the shim, for next time
+    const program = await waitFor(() => filters.get(rules), 'the filter compiled ahead');
+    expect(warnings).toEqual([]);
+    expect(program.length % 8).toBe(0);
+    const again = new SeccompFilters(join(dir, 'seccomp'), { warn: () => undefined } as never);
+    expect(await again.get(rules)).toEqual(program); // kept on disk for the next shim
+    const loaded = await runSpec(spec, program);
+    expect(loaded.stdout).toBe(theirs.stdout);
   });
 });

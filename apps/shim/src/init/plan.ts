@@ -116,6 +116,36 @@ export interface PlanOptions {
   cgroups: CgroupMountInfo;
   /** Join, instead of create, these namespaces (exec): type → path. */
   joinAll?: Record<string, string>;
+  /** The spec's seccomp filter compiled already (seccompRules, `ctr-init seccomp-bpf`): loaded as it is. */
+  seccompBpf?: Buffer;
+}
+
+type Seccomp = NonNullable<NonNullable<Spec['linux']>['seccomp']>;
+
+function writeSeccompRules(w: PlanWriter, sc: Seccomp) {
+  w.record(PlanTag.SECCOMP_DEFAULT, { u32: seccompAction(sc.defaultAction, sc.defaultErrnoRet) });
+  for (const a of sc.architectures ?? []) if (SECCOMP_ARCHES[a]) w.record(PlanTag.SECCOMP_ARCH, SECCOMP_ARCHES[a]);
+  for (const s of sc.syscalls ?? []) {
+    const action = seccompAction(s.action, s.errnoRet);
+    for (const name of s.names) {
+      const args = (s.args ?? []).flatMap((a) => [
+        { u32: a.index },
+        { u32: SECCOMP_OPS[a.op] },
+        { u64: a.value },
+        { u64: a.valueTwo ?? 0 },
+      ]);
+      w.record(PlanTag.SECCOMP_RULE, { u32: action }, { u32: s.args?.length ?? 0 }, ...args, name);
+    }
+  }
+}
+
+/** The spec's seccomp records alone (what `ctr-init seccomp-bpf` compiles), or undefined without a profile. */
+export function seccompRules(spec: Spec): Buffer | undefined {
+  const sc = spec.linux?.seccomp;
+  if (!sc) return undefined;
+  const w = new PlanWriter();
+  writeSeccompRules(w, sc);
+  return w.finish();
 }
 
 /** The plan for `ctr-init create` from a spec, or `ctr-init exec` when options.joinAll is given. */
@@ -197,23 +227,8 @@ export function planFromSpec(spec: Spec, opts: PlanOptions): Buffer {
   }
   if (p.noNewPrivileges) w.record(PlanTag.NO_NEW_PRIVS);
   if (p.terminal) w.record(PlanTag.TERMINAL);
-  const sc = spec.linux?.seccomp;
-  if (sc) {
-    w.record(PlanTag.SECCOMP_DEFAULT, { u32: seccompAction(sc.defaultAction, sc.defaultErrnoRet) });
-    for (const a of sc.architectures ?? []) if (SECCOMP_ARCHES[a]) w.record(PlanTag.SECCOMP_ARCH, SECCOMP_ARCHES[a]);
-    for (const s of sc.syscalls ?? []) {
-      const action = seccompAction(s.action, s.errnoRet);
-      for (const name of s.names) {
-        const args = (s.args ?? []).flatMap((a) => [
-          { u32: a.index },
-          { u32: SECCOMP_OPS[a.op] },
-          { u64: a.value },
-          { u64: a.valueTwo ?? 0 },
-        ]);
-        w.record(PlanTag.SECCOMP_RULE, { u32: action }, { u32: s.args?.length ?? 0 }, ...args, name);
-      }
-    }
-  }
+  if (opts.seccompBpf) w.record(PlanTag.SECCOMP_BPF, opts.seccompBpf);
+  else if (spec.linux?.seccomp) writeSeccompRules(w, spec.linux.seccomp);
   for (const a of p.args) w.record(PlanTag.ARG, a);
   for (const e of p.env ?? []) w.record(PlanTag.ENV, e);
   w.record(PlanTag.CWD, p.cwd || '/');

@@ -28,6 +28,7 @@ export const PlanTag = {
   SECCOMP_DEFAULT: 40,
   SECCOMP_ARCH: 41,
   SECCOMP_RULE: 42,
+  SECCOMP_BPF: 43,
   ARG: 50,
   ENV: 51,
   CWD: 52,
