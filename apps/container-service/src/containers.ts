@@ -200,6 +200,8 @@ export class Containers {
   #groups = new Map<string, Set<string>>();
   /** Shims started (or taken warm) for a start that has not used them yet: they hold no stale task. */
   #newShims = new Set<string>();
+  /** Warm shims taken for a start whose move to the container (Bind) may still be under way. */
+  #binding = new Map<string, Promise<void>>();
   /** Shim directories being removed as their shims exit: a new shim for the container waits for its own. */
   #shimsGoing = new Map<string, Promise<void>>();
   /** Containers whose task this service released since it last ran (a removal need not release them again). */
@@ -469,6 +471,8 @@ export class Containers {
     shimReady.catch(() => undefined);
     undo.push(async () => {
       await shimReady.catch(() => undefined);
+      await this.#binding.get(id)?.catch(() => undefined);
+      this.#binding.delete(id);
       await this.#dropShim(id);
     });
     try {
@@ -489,6 +493,10 @@ export class Containers {
       await writeFile(bundleConfig(c.bundlePath), JSON.stringify(spec), { mode: 0o600 });
       const shim = await shimReady;
       if (!shim) throw new Error('unreachable');
+      // A warm shim's move to the container (Bind), sent as it was taken, is done before it hosts anything.
+      const bound = this.#binding.get(id);
+      this.#binding.delete(id);
+      await bound;
       // A stale task of an earlier run (this service died before it deleted it) goes first; a new shim has none.
       if (!this.#newShims.delete(id)) await shim.delete({ id, execId: '' }).catch(() => undefined);
       const log = logLimits(c.config?.logOptions ?? {});
@@ -681,7 +689,11 @@ export class Containers {
     if (!start) return undefined;
     let client: ShimClient;
     if (this.d.config.shim.group > 1) client = await this.#joinGroup(engine, id);
-    else client = (await this.#warm.take(id)) ?? (await startShim(engine, id)).client;
+    else {
+      const warm = await this.#warm.take(id);
+      if (warm) this.#binding.set(id, warm.bound);
+      client = warm?.client ?? (await startShim(engine, id)).client;
+    }
     this.#shims.set(id, client);
     this.#newShims.add(id);
     return client;
@@ -699,8 +711,10 @@ export class Containers {
     if (group) this.#groups.get(group)?.add(id);
     else {
       group = `${GROUP_PREFIX}${randomBytes(6).toString('hex')}`;
-      const shim = (await this.#warm.take(group)) ?? (await startShim(engine, group)).client;
-      shim.close();
+      const warm = await this.#warm.take(group);
+      if (warm) {
+        await warm.bound.finally(() => warm.client.close());
+      } else (await startShim(engine, group)).client.close();
       this.#groups.set(group, new Set([id]));
     }
     const link = this.d.layout.shimDir(id);

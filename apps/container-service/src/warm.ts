@@ -59,27 +59,29 @@ export class WarmShims {
   }
 
   /**
-   * A shim for container `id`, bound to it and dialled at its new place; or
-   * undefined when there is none to give (the caller boots one itself). A
-   * spare still booting is waited for: it is nearer ready than a new one.
+   * A shim for container `id`, or undefined when there is none to give (the
+   * caller boots one itself). A spare still booting is waited for: it is
+   * nearer ready than a new one. It is told to move to the container (Bind)
+   * and given back at once, on the connection it already answers on (a
+   * connection does not care that its socket's path changed): `bound`
+   * settles when the move is done, which the caller waits for before the
+   * shim hosts anything; if it fails, the spare ends.
    */
-  async take(id: string): Promise<ShimClient | undefined> {
+  async take(id: string): Promise<{ client: ShimClient; bound: Promise<void> } | undefined> {
     if (!this.#ready.length && this.#booting.size) await Promise.race(this.#booting);
     const spare = this.#ready.shift();
     this.fill();
     if (!spare) return undefined;
-    try {
-      await spare.client.bind({ id });
-      spare.client.close();
-      const bound = connectShim(await this.engine(), id);
-      // A first call connects at the new path now, while the start makes the network and the bundle.
-      void bound.state({ id, execId: '' }).catch(() => undefined);
-      return bound;
-    } catch (err) {
-      this.log.warn({ err, shim: spare.name }, 'a warm shim could not be bound; starting one');
-      await this.#end(spare);
-      return undefined;
-    }
+    const bound = spare.client.bind({ id }).then(
+      () => undefined,
+      async (err) => {
+        this.log.warn({ err, shim: spare.name }, 'a warm shim could not be bound');
+        await this.#end(spare);
+        throw err;
+      },
+    );
+    bound.catch(() => undefined);
+    return { client: spare.client, bound };
   }
 
   /** A spare of an earlier run of this service, found in the state dir: ended. */
