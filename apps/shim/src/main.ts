@@ -25,6 +25,7 @@ import { createLogger } from '@ctr/common/log';
 import { validateId } from '@ctr/common/names';
 import { setChildSubreaper } from '@ctr/sys';
 import { hostCgroupInfo } from './init/host-cgroups.js';
+import { rehearsePlan } from './init/plan.js';
 import { SeccompFilters } from './init/seccomp.js';
 import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
@@ -153,6 +154,7 @@ async function main() {
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);
+  if (warm) setImmediate(() => rehearsePlan(cgroupInfo));
   log.info({ socket: server.socketPath, pid: process.pid }, 'serving');
 }
 

@@ -11,7 +11,7 @@ import type { Cgroup, CgroupMovePrimer } from '@ctr/cgroups';
 import { failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import type { Process, Spec } from '@ctr/oci';
 import { type Exit, exitOf, launchInit } from './init/launch.js';
-import { type CgroupMountInfo, planFromSpec, seccompRules } from './init/plan.js';
+import { type CgroupMountInfo, planFromSpec } from './init/plan.js';
 import type { SeccompFilters } from './init/seccomp.js';
 import type { ProcessIO } from './io.js';
 import type { Reaper } from './reaper.js';
@@ -80,12 +80,6 @@ export class NativeRuntime implements Runtime {
     private readonly filters: SeccompFilters,
   ) {}
 
-  /** The spec's seccomp filter compiled already, when it was once. */
-  async #seccomp(spec: Spec): Promise<Buffer | undefined> {
-    const rules = seccompRules(spec);
-    return rules && this.filters.get(rules);
-  }
-
   #onSpawn(io: ProcessIO) {
     return (child: ChildProcess) => {
       this.reaper.track(child);
@@ -98,7 +92,7 @@ export class NativeRuntime implements Runtime {
     this.primer.prime();
     const init = await launchInit({
       mode: 'create',
-      plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo, seccompBpf: await this.#seccomp(c.spec) }),
+      plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo, seccompBpf: await this.filters.get(c.spec) }),
       stdio: c.io.stdio,
       onSpawn: this.#onSpawn(c.io),
       place: async (pid) => {
@@ -120,7 +114,7 @@ export class NativeRuntime implements Runtime {
       mode: 'exec',
       plan: planFromSpec(
         { ...c.spec, process: c.process },
-        { cgroups: this.cgroupInfo, joinAll, seccompBpf: await this.#seccomp(c.spec) },
+        { cgroups: this.cgroupInfo, joinAll, seccompBpf: await this.filters.get(c.spec) },
       ),
       stdio: c.io.stdio,
       onSpawn: this.#onSpawn(c.io),

@@ -6,7 +6,8 @@
  * start and exec, as runc's does. A filter depends only on the rules and on
  * the ctr-init (its libseccomp) that compiles it, so the shim has ctr-init
  * compile each profile once (`ctr-init seccomp-bpf`) and keeps the program
- * under <state>/seccomp/, named by a hash of both; the init then loads it as
+ * under <state>/seccomp/, named by a hash of the profile and of that binary;
+ * the init then loads it as
  * it is (PLAN_SECCOMP_BPF). A profile not compiled yet is compiled by the
  * init as before, and in the background for the next container, so no start
  * waits for a compile it would not have made anyway.
@@ -18,7 +19,11 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
+import type { Spec } from '@ctr/oci';
 import { ctrInitPath } from './launch.js';
+import { seccompRules } from './plan.js';
+
+type Seccomp = NonNullable<NonNullable<Spec['linux']>['seccomp']>;
 
 /** 8-byte instructions, at most BPF_MAXINSNS. */
 const isProgram = (b: Buffer) => b.length > 0 && b.length % 8 === 0 && b.length / 8 <= 4096;
@@ -52,21 +57,23 @@ export class SeccompFilters {
     private readonly log: Logger,
   ) {}
 
-  /** What names a filter: the rules and the ctr-init that compiles them. */
-  #key(rules: Buffer): string {
+  /** What names a filter: the profile (as JSON: cheaper than its plan records) and the ctr-init that compiles it. */
+  #key(profile: Seccomp): string {
     if (this.#init === undefined) {
       const path = ctrInitPath();
       const st = statSync(path);
       this.#init = `${path}:${st.size}:${st.mtimeMs}`;
     }
-    return createHash('sha256').update(this.#init).update('\0').update(rules).digest('hex');
+    return createHash('sha256').update(this.#init).update('\0').update(JSON.stringify(profile)).digest('hex');
   }
 
-  /** The compiled program for these rules if there is one (else the init compiles them, and so do we, for next time). */
-  async get(rules: Buffer): Promise<Buffer | undefined> {
+  /** The spec's profile compiled, if it was once (else the init compiles it, and so do we, for next time). */
+  async get(spec: Spec): Promise<Buffer | undefined> {
+    const profile = spec.linux?.seccomp;
+    if (!profile) return undefined;
     let key: string;
     try {
-      key = this.#key(rules);
+      key = this.#key(profile);
     } catch {
       return undefined;
     }
@@ -80,7 +87,7 @@ export class SeccompFilters {
     }
     if (!this.#compiling.has(key)) {
       this.#compiling.add(key);
-      void compile(rules)
+      void compile(seccompRules(spec) as Buffer)
         .then(async (program) => {
           await writeFileAtomic(file, program, 0o600);
           this.#known.set(key, program);
