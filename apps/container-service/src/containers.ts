@@ -476,8 +476,15 @@ export class Containers {
       await this.#dropShim(id);
     });
     try {
-      const { netns, names, attachments, ports, joinNamespaces } = await this.#network(rec, undo);
-      const { mounts: rootfs } = await this.d.snapshots.mounts({ key: c.snapshotKey });
+      // Both settle before either's failure is thrown: what the network made is in `undo` by then.
+      const [network, snapshot] = await Promise.allSettled([
+        this.#network(rec, undo),
+        this.d.snapshots.mounts({ key: c.snapshotKey }),
+      ]);
+      if (network.status === 'rejected') throw network.reason;
+      if (snapshot.status === 'rejected') throw snapshot.reason;
+      const { netns, names, attachments, ports, joinNamespaces } = network.value;
+      const rootfs = snapshot.value.mounts;
       const spec = containerSpec(c, rec.imageConfig, {
         netns,
         names,
@@ -650,9 +657,11 @@ export class Containers {
       }),
     });
     const files: NameFiles = { resolvConf: c.resolvConfPath, hosts: c.hostsPath, hostname: c.hostnamePath };
-    await writeFile(files.resolvConf, names.resolvConf, { mode: 0o644 });
-    await writeFile(files.hosts, names.hosts, { mode: 0o644 });
-    await writeFile(files.hostname, `${names.hostname}\n`, { mode: 0o644 });
+    await Promise.all([
+      writeFile(files.resolvConf, names.resolvConf, { mode: 0o644 }),
+      writeFile(files.hosts, names.hosts, { mode: 0o644 }),
+      writeFile(files.hostname, `${names.hostname}\n`, { mode: 0o644 }),
+    ]);
     return {
       netns: mode === 'host' ? 'host' : sandbox.netnsPath,
       names: files,
