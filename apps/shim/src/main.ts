@@ -12,7 +12,7 @@
  * never left behind by a service that died.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import module from 'node:module';
 import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
@@ -79,7 +79,7 @@ async function main() {
 
   const cgroupInfo = await hostCgroupInfo();
   const cgroups = await hostLayout();
-  const filters = new SeccompFilters(join(config.state, 'seccomp'), base);
+  const filters = new SeccompFilters(paths.seccompDir, base);
   const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups), filters);
   const runtimes = new Map<string, Runtime>();
   const runtimeFor = async (name: string): Promise<Runtime> => {
@@ -155,6 +155,8 @@ async function main() {
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);
   if (warm) setImmediate(() => rehearsePlan(cgroupInfo));
+  // The code this boot compiled, on disk now for the next shim (by default only at exit, which may be days away).
+  setImmediate(() => module.flushCompileCache?.());
   log.info({ socket: server.socketPath, pid: process.pid }, 'serving');
 }
 

@@ -170,6 +170,10 @@ export function layout(cfg: Pick<Config, 'root' | 'state'>) {
     shimDir: (id: string) => join(cfg.state, 'shims', id),
     shimSocket: (id: string) => join(cfg.state, 'shims', id, 'shim.sock'),
     bundleDir: (id: string) => join(cfg.state, 'bundles', id),
+    /** Compiled seccomp filters, kept for the next container (made again after a reboot). */
+    seccompDir: join(cfg.state, 'seccomp'),
+    /** V8's compiled code of the shim's bundle (NODE_COMPILE_CACHE), kept for the next shim. */
+    compileCache: join(cfg.state, 'compile-cache'),
     containerDir: (id: string) => join(cfg.root, 'containers', id),
   };
 }
