@@ -91,6 +91,24 @@ export async function* readStream<T>(stream: ClientReadableStream<T>): AsyncGene
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A unary call, made again while it fails UNAVAILABLE (a daemon restarting)
+ * for up to `retryMs`, backing off from 50 ms to 500 ms. Both clients' unary calls.
+ */
+export async function retryUnavailable<T>(attempt: () => Promise<T>, retryMs = 0): Promise<T> {
+  const retryUntil = Date.now() + retryMs;
+  let backoff = 50;
+  for (;;) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isUnavailable(err) || Date.now() + backoff > retryUntil) throw err;
+      await sleep(backoff);
+      backoff = Math.min(backoff * 2, 500);
+    }
+  }
+}
+
 const MAX_MESSAGE = 16 * 1024 * 1024;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -381,22 +399,13 @@ export function dialH2<D extends ServiceDef>(definition: D, socketPath: string):
   };
   for (const [name, method] of Object.entries(definition)) {
     if (!method.requestStream && !method.responseStream) {
-      api[name] = async (request: unknown, opts: CallOptions = {}) => {
-        const retryUntil = Date.now() + (opts.retryMs ?? 0);
-        let backoff = 50;
-        for (;;) {
+      api[name] = (request: unknown, opts: CallOptions = {}) =>
+        retryUnavailable(() => {
           const call = new Call(c, method, opts.timeoutMs ?? DEFAULT_UNARY_TIMEOUT_MS);
           const response = single(call);
           call.end(request);
-          try {
-            return await response;
-          } catch (err) {
-            if (!isUnavailable(err) || Date.now() + backoff > retryUntil) throw err;
-            await sleep(backoff);
-            backoff = Math.min(backoff * 2, 500);
-          }
-        }
-      };
+          return response;
+        }, opts.retryMs);
     } else if (!method.requestStream) {
       api[name] = (request: unknown, opts: CallOptions = {}) => {
         const call = new Call(c, method, opts.timeoutMs);

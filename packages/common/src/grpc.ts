@@ -23,7 +23,7 @@ import {
   type ResOf,
   type ServerStreaming,
   type ServiceDef,
-  sleep,
+  retryUnavailable,
   socketAddress,
   type Unary,
 } from './grpc-client.js';
@@ -34,7 +34,6 @@ import {
   fromGrpcError,
   GrpcCode,
   grpcCodeOf,
-  isUnavailable,
   unavailable,
 } from './errors.js';
 
@@ -260,27 +259,21 @@ export function dial<D extends ServiceDef>(definition: D, socketPath: string, se
   return api as ApiClient<D>;
 }
 
-async function callUnary(
+function callUnary(
   method: (req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: unknown, r: unknown) => void) => void,
   request: unknown,
   opts: CallOptions,
 ): Promise<unknown> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_UNARY_TIMEOUT_MS;
-  const retryUntil = Date.now() + (opts.retryMs ?? 0);
-  let backoff = 50;
-  for (;;) {
-    try {
-      return await new Promise((resolve, reject) =>
+  return retryUnavailable(
+    () =>
+      new Promise((resolve, reject) =>
         method(request, opts.metadata ?? new grpc.Metadata(), callOptions(timeoutMs), (err, res) =>
           err ? reject(fromGrpcError(err)) : resolve(res),
         ),
-      );
-    } catch (err) {
-      if (!isUnavailable(err) || Date.now() + backoff > retryUntil) throw err;
-      await sleep(backoff);
-      backoff = Math.min(backoff * 2, 500);
-    }
-  }
+      ),
+    opts.retryMs,
+  );
 }
 
 /** An UNAVAILABLE error with a message that names the daemon's socket. */

@@ -10,6 +10,7 @@ import {
   defaultSeccomp,
   defaultSpec,
   type Mount,
+  type Seccomp,
   type Spec,
 } from '@ctr/oci';
 import { MS, PROPAGATION, parseMountOptions } from '@ctr/sys';
@@ -127,8 +128,6 @@ export interface PlanOptions {
   /** The spec's seccomp filter compiled already (seccompRules, `ctr-init seccomp-bpf`): loaded as it is. */
   seccompBpf?: Buffer;
 }
-
-type Seccomp = NonNullable<NonNullable<Spec['linux']>['seccomp']>;
 
 function writeSeccompRules(w: PlanWriter, sc: Seccomp) {
   w.record(PlanTag.SECCOMP_DEFAULT, { u32: seccompAction(sc.defaultAction, sc.defaultErrnoRet) });

@@ -19,11 +19,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
-import type { Spec } from '@ctr/oci';
+import type { Seccomp, Spec } from '@ctr/oci';
 import { ctrInitPath } from './launch.js';
 import { seccompRules } from './plan.js';
-
-type Seccomp = NonNullable<NonNullable<Spec['linux']>['seccomp']>;
 
 /** 8-byte instructions, at most BPF_MAXINSNS. */
 const isProgram = (b: Buffer) => b.length > 0 && b.length % 8 === 0 && b.length / 8 <= 4096;
