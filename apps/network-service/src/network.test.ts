@@ -342,7 +342,11 @@ describe('network-service', () => {
     expect(new Set(eps.map((e) => e.ports[0].hostPort)).size).toBe(30);
     expect((await ourLinks()).filter((l) => l.includes(`${linkPrefix(engine.instance)}v`))).toHaveLength(30);
     await Promise.all(ids.map((id) => nets.removeSandbox({ containerId: id })));
-    expect((await ourLinks()).filter((l) => l.includes(`${linkPrefix(engine.instance)}v`))).toEqual([]);
+    // The veths go in the background, within moments.
+    await waitFor(
+      async () => (await ourLinks()).filter((l) => l.includes(`${linkPrefix(engine.instance)}v`)).length === 0,
+      'the veths to go',
+    );
     expect(
       (await run('iptables', ['-t', 'nat', '-S', `${chainPrefix(engine.instance)}-DNATL`])).stdout.trim().split('\n'),
     ).toHaveLength(1);
@@ -398,7 +402,11 @@ describe('network-service', () => {
     for (const e of listed) expect(dnat).toContain(`--to-destination ${e.ipv4Address}:80`);
 
     await Promise.all(ids.map((id) => nets.removeSandbox({ containerId: id })));
-    expect((await ourLinks()).filter((l) => l.includes(`${linkPrefix(engine.instance)}v`))).toEqual([]);
+    // The veths go in the background, within moments.
+    await waitFor(
+      async () => (await ourLinks()).filter((l) => l.includes(`${linkPrefix(engine.instance)}v`)).length === 0,
+      'the veths to go',
+    );
   });
 
   it('re-asserts its rules from the database when it restarts', async () => {

@@ -87,6 +87,7 @@ export class NetworkManager {
   readonly #resolvers = new Map<string, NetworkResolver>();
   readonly #reservations = new Map<string, PortReservation[]>();
   readonly #lock = new KeyedLock();
+  readonly #unplugging = new Set<Promise<void>>();
   readonly #linkPrefix: string;
 
   constructor(
@@ -123,7 +124,7 @@ export class NetworkManager {
     for (const e of this.store.endpoints()) {
       if (e.state !== 'ready') {
         this.log.info({ endpoint: e.id, state: e.state }, 'reconcile: undoing an interrupted endpoint');
-        this.#forgetEndpoint(e);
+        this.#forgetEndpoint(e, { now: true });
       }
     }
     const sandboxPaths = new Set(this.store.sandboxes().map((s) => s.path));
@@ -177,6 +178,7 @@ export class NetworkManager {
    * bridges and chains go too (start() re-creates them from the database).
    */
   async stop(): Promise<void> {
+    await this.settle();
     for (const r of this.#resolvers.values()) r.stop();
     this.#resolvers.clear();
     for (const list of this.#reservations.values()) for (const r of list) releasePort(r);
@@ -588,7 +590,8 @@ export class NetworkManager {
       record.state = 'ready';
       await this.#applyRules();
     } catch (err) {
-      this.#forgetEndpoint(record);
+      // A failed attach leaves nothing, its veth included, by the time it answers.
+      this.#forgetEndpoint(record, { now: true });
       await this.#applyRules().catch(() => undefined);
       throw err;
     }
@@ -690,11 +693,43 @@ export class NetworkManager {
     return held;
   }
 
-  /** Releases what an endpoint holds: its port reservations, its veth (the peer goes with it), its row and address. */
-  #forgetEndpoint(e: Pick<EndpointRecord, 'id' | 'hostIf'>): void {
+  /**
+   * Releases what an endpoint holds: its port reservations, its row and
+   * address, and its veth (the peer goes with it), the veth in the background
+   * unless `now`.
+   */
+  #forgetEndpoint(e: Pick<EndpointRecord, 'id' | 'hostIf'>, opts: { now?: boolean } = {}): void {
     this.#releaseReservations(e.id);
-    this.#nl.deleteLink(e.hostIf);
+    if (opts.now) this.#nl.deleteLink(e.hostIf);
+    else this.#unplug(e.hostIf);
     this.store.deleteEndpoint(e.id);
+  }
+
+  /**
+   * Deletes a veth on a thread of libuv's pool, not waited for: the kernel
+   * takes 10–20 ms to (RCU grace periods), which no caller needs to wait
+   * out. Its name is never used again (an endpoint id's), its address is
+   * inside a namespace that is going too, and a link that survives a crash
+   * is a stray the next start() removes. stop() waits for these.
+   */
+  #unplug(link: string): void {
+    const nl = new Netlink();
+    const done: Promise<void> = nl
+      .deleteLinkOffThread(link)
+      .then(
+        () => undefined,
+        (err) => this.log.warn({ err, link }, 'cannot delete a veth (the next start removes it)'),
+      )
+      .finally(() => {
+        nl.close();
+        this.#unplugging.delete(done);
+      });
+    this.#unplugging.add(done);
+  }
+
+  /** Resolves once the veths being deleted are gone. */
+  async settle(): Promise<void> {
+    while (this.#unplugging.size) await Promise.allSettled([...this.#unplugging]);
   }
 
   #releaseReservations(endpointId: string): void {
@@ -703,17 +738,18 @@ export class NetworkManager {
   }
 
   detach(containerId: string, network?: string): Promise<void> {
-    return this.#lock.run(containerId, () => this.#detach(containerId, network));
+    // The container may stay, and be connected again at once: its interface must be gone by then.
+    return this.#lock.run(containerId, () => this.#detach(containerId, network, { now: true }));
   }
 
-  async #detach(containerId: string, network: string | undefined): Promise<void> {
+  async #detach(containerId: string, network: string | undefined, opts: { now?: boolean } = {}): Promise<void> {
     const networkId = network ? this.find(network).id : undefined;
     const gone = this.store.endpoints({ containerId, networkId });
     if (!gone.length) return;
     for (const e of gone) this.store.setEndpointState(e.id, 'removing');
     await this.#applyRules();
     for (const e of gone) {
-      this.#forgetEndpoint(e);
+      this.#forgetEndpoint(e, opts);
       const n = this.store.network(e.networkId);
       void this.bus?.publish('networkDetached', { networkId: e.networkId, networkName: n?.name ?? '', containerId });
     }

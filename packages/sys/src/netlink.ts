@@ -157,6 +157,29 @@ export class Netlink {
 
   /** Sends one request and reads every answer until its ACK (or DONE, for a dump). */
   #request(type: number, flags: number, body: Buffer, what: string): Buffer[] {
+    const [seq, msg] = this.#message(type, flags, body);
+    if (Number(c.send(this.#fd, msg, msg.length, 0)) < 0) throw new SysError('netlink send', koffi.errno(), what);
+    return this.#answers(seq, what);
+  }
+
+  /**
+   * The same, with the send made on a thread of libuv's pool: the kernel
+   * carries a request out within the send, and some (a veth's deletion waits
+   * out RCU grace periods, 10–20 ms) would hold the event loop that long.
+   * The answers are queued by the time the send returns.
+   */
+  async #requestOffThread(type: number, flags: number, body: Buffer, what: string): Promise<Buffer[]> {
+    const [seq, msg] = this.#message(type, flags, body);
+    const sent = await new Promise<number>((resolve, reject) =>
+      c.send.async(this.#fd, msg, msg.length, 0, (err: unknown, n: number | bigint) =>
+        err ? reject(err) : resolve(Number(n)),
+      ),
+    );
+    if (sent < 0) throw new SysError('netlink send', koffi.errno(), what);
+    return this.#answers(seq, what);
+  }
+
+  #message(type: number, flags: number, body: Buffer): [number, Buffer] {
     const seq = ++this.#seq;
     const msg = Buffer.alloc(16 + body.length);
     msg.writeUInt32LE(msg.length, 0);
@@ -164,7 +187,10 @@ export class Netlink {
     msg.writeUInt16LE(flags | NLM_F.REQUEST | NLM_F.ACK, 6);
     msg.writeUInt32LE(seq, 8);
     body.copy(msg, 16);
-    if (Number(c.send(this.#fd, msg, msg.length, 0)) < 0) throw new SysError('netlink send', koffi.errno(), what);
+    return [seq, msg];
+  }
+
+  #answers(seq: number, what: string): Buffer[] {
     const answers: Buffer[] = [];
     for (;;) {
       const n = Number(c.recv(this.#fd, this.#buf, this.#buf.length, 0));
@@ -257,6 +283,23 @@ export class Netlink {
 
   #newLink(attrs: Attr[], what: string): void {
     this.#request(RTM.NEWLINK, NLM_F.CREATE | NLM_F.EXCL, Buffer.concat([ifinfomsg(), ...attrs.map(encodeAttr)]), what);
+  }
+
+  /**
+   * Deletes a link by name off the event loop (see #requestOffThread); a
+   * missing one is fine (false). The socket must not serve another request
+   * until this one settles: use a socket of its own.
+   */
+  async deleteLinkOffThread(name: string): Promise<boolean> {
+    const index = this.linkIndex(name);
+    if (!index) return false;
+    try {
+      await this.#requestOffThread(RTM.DELLINK, 0, ifinfomsg(index), `delete link ${name}`);
+    } catch (err) {
+      if ((err as SysError).code === 'ENODEV') return false;
+      throw err;
+    }
+    return true;
   }
 
   /** Deletes a link by name; a missing one is fine (returns false). */
