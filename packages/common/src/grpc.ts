@@ -9,6 +9,7 @@
  * (a daemon restarting) for as long as the caller allows. grpc-client.ts has
  * the same clients without grpc-js (`dialH2`), for ctrctl's start-up.
  */
+import { existsSync } from 'node:fs';
 import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { dirname } from 'node:path';
@@ -118,6 +119,8 @@ export function implement<D extends ServiceDef>(
 
 /** True when something accepts connections on the socket. */
 export function socketAlive(socketPath: string): Promise<boolean> {
+  // No socket file, nobody there: said without a connect's error (a new container's shim is the common case).
+  if (!existsSync(socketPath)) return Promise.resolve(false);
   return new Promise((resolve) => {
     const sock = netConnect(socketPath);
     sock.once('connect', () => {
