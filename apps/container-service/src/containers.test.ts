@@ -68,28 +68,6 @@ describe('ctrctl container commands', () => {
     expect(new Set(events.map((e) => e.Actor.ID)).size).toBe(1);
   });
 
-  it("a container's shim is warm again once it is gone: the next run takes it, and no shim boots", async () => {
-    await waitFor(async () => (await warmShims()).length === 1, 'a warm shim');
-    const spare = await shimPid((await warmShims())[0]);
-    for (const code of [0, 3]) {
-      const r = await ctrctl(['run', '--rm', image, 'sh', '-c', `echo run ${code}; exit ${code}`]);
-      expect(r).toMatchObject({ stdout: `run ${code}\n`, code });
-      // The same shim, warm again, and only it: the --rm run booted none in its place.
-      await waitFor(async () => (await warmShims()).length === 1, 'the shim back in the pool');
-      expect(await shimPid((await warmShims())[0])).toBe(spare);
-      expect(await containerShims()).toEqual([]);
-    }
-    // It hosts a detached one as well as a fresh shim would.
-    const id = await ok(['run', '-d', image, 'sleep', '600']);
-    expect(await shimPid(id)).toBe(spare);
-    expect(await ok(['exec', id, 'echo', 'in the recycled shim'])).toBe('in the recycled shim');
-    await ok(['rm', '-f', id]);
-    // One spare is kept (the one booted when the detached run took this shim, or this shim), never two.
-    await waitFor(async () => (await warmShims()).length === 1 && (await containerShims()).length === 0, 'one spare');
-    await new Promise((r) => setTimeout(r, 1500));
-    expect((await warmShims()).length).toBe(1);
-  });
-
   it('passes exit codes on: the command, 127 for a missing one, 125 for an engine error', async () => {
     expect((await ctrctl(['run', '--rm', image, 'sh', '-c', 'exit 7'])).code).toBe(7);
     // --init: a reaper is PID 1 and passes the code on.

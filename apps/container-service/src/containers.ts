@@ -467,7 +467,7 @@ export class Containers {
     this.#released.delete(id);
     const undo: (() => Promise<unknown>)[] = [];
     // The shim gets ready (a warm one bound, or one booted) while the network and the bundle do.
-    const shimReady = this.#shim(id, true, Boolean(c.config?.autoRemove));
+    const shimReady = this.#shim(id, true);
     shimReady.catch(() => undefined);
     undo.push(async () => {
       await shimReady.catch(() => undefined);
@@ -685,7 +685,7 @@ export class Containers {
   }
 
   /** The container's shim: the one running (re-adopted from its socket), or a new one when `start`. */
-  async #shim(id: string, start = false, returnsSoon = false): Promise<ShimClient | undefined> {
+  async #shim(id: string, start = false): Promise<ShimClient | undefined> {
     const known = this.#shims.get(id);
     if (known) return known;
     await this.#shimsGoing.get(id);
@@ -699,7 +699,7 @@ export class Containers {
     let client: ShimClient;
     if (this.d.config.shim.group > 1) client = await this.#joinGroup(engine, id);
     else {
-      const warm = await this.#warm.take(id, { returnsSoon });
+      const warm = await this.#warm.take(id);
       if (warm) this.#binding.set(id, warm.bound);
       client = warm?.client ?? (await startShim(engine, id)).client;
     }
@@ -816,16 +816,11 @@ export class Containers {
       return;
     }
     const shim = await this.#shim(id).catch(() => undefined);
-    let warmAgain = false;
-    if (shim && (await this.#deleteTask(shim, id))) {
-      warmAgain = await this.#warm.give(shim);
-      if (!warmAgain) await shim.shutdown({ id, now: true }).catch(() => undefined);
-    } else await this.#afterDeadShim(id);
+    if (shim && (await this.#deleteTask(shim, id))) await shim.shutdown({ id, now: true }).catch(() => undefined);
+    else await this.#afterDeadShim(id);
+    shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
-    // A shim made warm again took its directory with it, and its connection is the pool's now.
-    if (warmAgain) return;
-    shim?.close();
     // The shim takes its socket away as it exits, then its directory goes: not waited for here, so
     // an exit is handled meanwhile. A new shim for the container, and its removal, wait for it.
     const going: Promise<void> = removeShimDir(await this.#shimEngine(), id)

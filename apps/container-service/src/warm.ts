@@ -8,12 +8,6 @@
  * that started it: a clean stop shuts the spares down, and one whose service
  * died ends by itself (the shim's --warm). The next service's reconcile ends
  * any that are still there, so no idle shim outlives its owner.
- *
- * A shim whose container is gone comes back to the pool when there is room
- * (Unbind: the shim makes itself warm again), so `run --rm` after `run --rm`
- * boots no shim at all: a boot is some 200 ms of CPU, as much as the rest of
- * the run together on two CPUs. A start whose container is expected back
- * soon (a --rm one) leaves the refill for a while, in case it is.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@ctr/common/log';
@@ -32,13 +26,9 @@ interface Spare {
   client: ShimClient;
 }
 
-/** How long a start whose shim should come back (--rm) leaves the pool empty before it boots a spare. */
-export const REFILL_DELAY_MS = 1000;
-
 export class WarmShims {
   #ready: Spare[] = [];
   #booting = new Set<Promise<void>>();
-  #refill: NodeJS.Timeout | undefined;
   #closed = false;
 
   constructor(
@@ -49,8 +39,6 @@ export class WarmShims {
 
   /** Boots spares until the pool is full (none when its size is 0). */
   fill(): void {
-    clearTimeout(this.#refill);
-    this.#refill = undefined;
     while (!this.#closed && this.#ready.length + this.#booting.size < this.size) {
       const boot: Promise<void> = this.#boot().finally(() => this.#booting.delete(boot));
       this.#booting.add(boot);
@@ -63,8 +51,7 @@ export class WarmShims {
       const s = await startShim(await this.engine(), name, { warm: true });
       // A few calls while nobody waits: the shim's first answers (its gRPC paths still cold) are slow.
       for (let i = 0; i < 3; i++) await s.client.state({ id: name, execId: '' }).catch(() => undefined);
-      // A shim made warm again meanwhile may have filled the pool: this one is not needed then.
-      if (this.#closed || this.#ready.length >= this.size) await this.#end({ name, client: s.client });
+      if (this.#closed) await this.#end({ name, client: s.client });
       else this.#ready.push({ name, client: s.client });
     } catch (err) {
       this.log.warn({ err }, 'a warm shim did not start');
@@ -80,14 +67,10 @@ export class WarmShims {
    * settles when the move is done, which the caller waits for before the
    * shim hosts anything; if it fails, the spare ends.
    */
-  async take(
-    id: string,
-    opts: { returnsSoon?: boolean } = {},
-  ): Promise<{ client: ShimClient; bound: Promise<void> } | undefined> {
+  async take(id: string): Promise<{ client: ShimClient; bound: Promise<void> } | undefined> {
     if (!this.#ready.length && this.#booting.size) await Promise.race(this.#booting);
     const spare = this.#ready.shift();
-    if (opts.returnsSoon && spare) this.#refill ??= setTimeout(() => this.fill(), REFILL_DELAY_MS).unref();
-    else this.fill();
+    this.fill();
     if (!spare) return undefined;
     const bound = spare.client.bind({ id }).then(
       () => undefined,
@@ -99,34 +82,6 @@ export class WarmShims {
     );
     bound.catch(() => undefined);
     return { client: spare.client, bound };
-  }
-
-  /**
-   * A shim that hosts nothing any more (its task deleted), given back: it
-   * becomes a spare when the pool has room (a spare still booting then ends
-   * as it is up) and the shim agrees (it was started by this service, and has
-   * not hosted too many containers yet). False when it did not: the caller
-   * shuts it down.
-   */
-  async give(client: ShimClient): Promise<boolean> {
-    if (this.#closed || this.#ready.length >= this.size) return false;
-    const name = `${WARM_PREFIX}${randomBytes(6).toString('hex')}`;
-    try {
-      await client.unbind({ name, starter: process.pid });
-    } catch (err) {
-      this.log.debug({ err }, 'a shim was not made warm again');
-      return false;
-    }
-    if (this.#closed || this.#ready.length >= this.size) {
-      await this.#end({ name, client });
-      return true;
-    }
-    this.#ready.push({ name, client });
-    if (this.#ready.length >= this.size) {
-      clearTimeout(this.#refill);
-      this.#refill = undefined;
-    }
-    return true;
   }
 
   /** A spare of an earlier run of this service, found in the state dir: ended. */
@@ -143,7 +98,6 @@ export class WarmShims {
   /** Ends every spare (this service is stopping cleanly). */
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#refill);
     await Promise.allSettled(this.#booting);
     await Promise.allSettled(this.#ready.splice(0).map((s) => this.#end(s)));
   }

@@ -9,8 +9,7 @@
  *
  * --warm: started ahead of its container (container-service's warm shims).
  * Until Bind gives it one, it ends when its starter does, so a warm shim is
- * never left behind by a service that died. Unbind makes a shim whose
- * container is gone warm again, on the same terms.
+ * never left behind by a service that died.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
@@ -19,7 +18,7 @@ import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
 import type { Event } from '@ctr/common/events';
 import { EventBus } from '@ctr/common/events';
-import { alreadyExists, failedPrecondition } from '@ctr/common/errors';
+import { alreadyExists } from '@ctr/common/errors';
 import { type RunningServer, serve, socketAlive } from '@ctr/common/grpc';
 import { HealthReporter, Serving } from '@ctr/common/health';
 import { createLogger } from '@ctr/common/log';
@@ -32,9 +31,6 @@ import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
 import { shimApi } from './service.js';
 import type { Task } from './task.js';
-
-/** How many containers a shim hosts, one after another, before it is shut down rather than made warm again. */
-const MAX_HOSTED = 50;
 
 async function main() {
   let id: string;
@@ -123,62 +119,38 @@ async function main() {
   });
 
   const ctx = { log, dir, cgroups, publish };
-  /** Moves the shim's directory (socket, pid file and log inside, all still open) to shims/<to>/. */
-  const move = async (to: string) => {
+  /**
+   * A warm shim becomes container `to`'s: its directory (socket, pid file and
+   * log inside, all still open) is renamed to the container's, so whoever
+   * looks for the container's shim finds this one. A directory left there by
+   * a shim that died goes first; a live one is never replaced.
+   */
+  const starter = process.ppid;
+  const orphaned = warm
+    ? setInterval(() => {
+        if (process.ppid !== starter) {
+          log.info('warm, and its starter is gone');
+          void exit(0);
+        }
+      }, 1000).unref()
+    : undefined;
+  const bind = async (to: string) => {
+    clearInterval(orphaned);
+    if (to === id) return;
     const target = paths.shimDir(to);
-    if (await socketAlive(paths.shimSocket(to))) throw alreadyExists(`${to} already has a shim`);
+    if (await socketAlive(paths.shimSocket(to))) throw alreadyExists(`container ${to} already has a shim`);
     await rm(target, { recursive: true, force: true });
     await rename(dir, target);
+    log.info({ container: to }, 'bound to its container');
     id = to;
     dir = target;
     log = base.child({ shim: id });
     ctx.dir = dir;
     ctx.log = log;
-    // An OCI runtime keeps its state under the directory it was first used in.
-    runtimes.clear();
-  };
-  /** A warm shim (not bound yet) ends once its starter is gone: nothing else would ever end it. */
-  let orphaned: NodeJS.Timeout | undefined;
-  const watchStarter = (starter: number) => {
-    clearInterval(orphaned);
-    orphaned = setInterval(() => {
-      if (process.ppid !== starter) {
-        log.info('warm, and its starter is gone');
-        void exit(0);
-      }
-    }, 1000).unref();
-  };
-  if (warm) watchStarter(process.ppid);
-  /**
-   * A warm shim becomes container `to`'s: whoever looks for the container's
-   * shim finds this one. A directory left there by a shim that died goes
-   * first; a live one is never replaced.
-   */
-  let hosted = 0;
-  const bind = async (to: string) => {
-    clearInterval(orphaned);
-    orphaned = undefined;
-    if (to === id) return;
-    await move(to);
-    hosted += 1;
-    log.info({ container: to }, 'bound to its container');
-  };
-  /**
-   * A shim whose container is gone goes back to being warm, so the next start
-   * does not pay for a shim's boot (nor the CPU of one beside it). Only for its
-   * own starter, which it can watch (its parent), and only so many times: a
-   * shim's heap is not renewed by hosting containers.
-   */
-  const unbind = async (name: string, starter: number) => {
-    if (process.ppid !== starter) throw failedPrecondition("only the shim's starter may make it warm again");
-    if (hosted >= MAX_HOSTED) throw failedPrecondition(`the shim has hosted ${hosted} containers: shut it down`);
-    await move(name);
-    watchStarter(starter);
-    log.info('warm again');
   };
   server = await serve(paths.shimSocket(id), [
     health.binding(),
-    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, unbind }),
+    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind }),
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);

@@ -28,8 +28,6 @@ export interface ShimState {
   exit(): void;
   /** Moves the shim to container `id` (a warm shim, hosting nothing yet). */
   bind(id: string): Promise<void>;
-  /** Makes the shim warm again under `name` (it hosts nothing any more), for its starter `starter`. */
-  unbind(name: string, starter: number): Promise<void>;
 }
 
 const STATUS: Record<string, Status> = {
@@ -162,12 +160,6 @@ export function shimApi(state: ShimState): ServiceBinding {
           validateId(id, 'container id');
           if (state.tasks.size) throw failedPrecondition('the shim already hosts a task');
           await state.bind(id);
-          return {};
-        },
-        unbind: async ({ name, starter }) => {
-          validateId(name, 'shim name');
-          if (state.tasks.size) throw failedPrecondition('the shim still hosts a task');
-          await state.unbind(name, starter);
           return {};
         },
         shutdown: async ({ now }) => {

@@ -468,51 +468,6 @@ describe('the shim process', () => {
     await bound.client.delete({ id: t.id, execId: '' });
   });
 
-  it('unbind: a shim whose task is gone is warm again, for its starter only, hosts the next container, and ends with its starter', async () => {
-    const s = await startShim(engine, 'used-a');
-    shims.push(s);
-    const t = await runTask('exit 3', { on: s.client });
-    await s.client.start({ id: t.id, execId: '' });
-    expect((await s.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(3);
-    await expect(s.client.unbind({ name: 'warm-again', starter: process.pid })).rejects.toThrow(/still hosts a task/);
-    await s.client.delete({ id: t.id, execId: '' });
-    // Only the shim's parent may make it warm: it is the one the shim watches.
-    await expect(s.client.unbind({ name: 'warm-again', starter: 1 })).rejects.toThrow(/starter/);
-    await s.client.unbind({ name: 'warm-again', starter: process.pid });
-    expect(existsSync(join(engine.state, 'shims', 'used-a'))).toBe(false);
-    expect(await readFile(join(engine.state, 'shims', 'warm-again', 'shim.pid'), 'utf8')).toBe(`${s.pid}\n`);
-    // The next container's task runs in it, its exit record in the new directory.
-    await s.client.bind({ id: 'used-b' });
-    const next = await runTask('echo second; exit 4', { on: s.client });
-    await s.client.start({ id: next.id, execId: '' });
-    expect((await s.client.wait({ id: next.id, execId: '' })).exitStatus).toBe(4);
-    expect(existsSync(join(engine.state, 'shims', 'used-b', `${next.id}.exit.json`))).toBe(true);
-    await s.client.delete({ id: next.id, execId: '' });
-
-    // Warm again, it ends when its starter does, directory and all.
-    const starter = `
-      import { startShim } from '@ctr/shim-client';
-      const engine = ${JSON.stringify(engine)};
-      const a = await startShim(engine, 'warm-c', { warm: true });
-      await a.client.bind({ id: 'used-c' });
-      await a.client.unbind({ name: 'warm-c2', starter: process.pid });
-      process.stdout.write(a.pid + '\\n');
-      setInterval(() => {}, 1000);
-    `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
-      cwd: join(import.meta.dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const pid = Number(
-      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
-    );
-    expect(existsSync(join(engine.state, 'shims', 'warm-c2', 'shim.pid'))).toBe(true);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    await waitFor(() => !existsSync(`/proc/${pid}`), 'the warm-again shim to end', { timeoutMs: 5000 });
-    expect(existsSync(join(engine.state, 'shims', 'warm-c2'))).toBe(false);
-  });
-
   it('tells the true exit status to a client that comes after the exit', async () => {
     const s = await startShim(engine, 'late');
     shims.push(s);
