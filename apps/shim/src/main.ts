@@ -8,8 +8,8 @@
  *   ctr-shim --id <id> [--warm] [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
  *
  * --warm: started ahead of its container (container-service's warm shims).
- * Until Bind gives it one, it ends when its starter does, so a warm shim is
- * never left behind by a service that died.
+ * Until it hosts a task, any shim ends when its starter does, so a shim is
+ * never left behind by a service that died before it gave the shim its task.
  */
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
@@ -120,22 +120,35 @@ async function main() {
 
   const ctx = { log, dir, cgroups, publish };
   /**
+   * Until it hosts a task, a shim ends once its starter is gone: warm, or
+   * bound to a container but not given its task yet (its starter died in
+   * between). Nothing else would ever end it. Once it hosts one, it outlives
+   * its starter, as it must.
+   */
+  const starter = process.ppid;
+  let orphaned: NodeJS.Timeout | undefined;
+  const watchStarter = () => {
+    clearInterval(orphaned);
+    orphaned = setInterval(() => {
+      if (process.ppid !== starter && !tasks.size) {
+        log.info('its starter is gone, and it hosts no task');
+        void exit(0);
+      }
+    }, 1000).unref();
+  };
+  watchStarter();
+  const hosting = (yes: boolean) => {
+    clearInterval(orphaned);
+    orphaned = undefined;
+    if (!yes) watchStarter();
+  };
+  /**
    * A warm shim becomes container `to`'s: its directory (socket, pid file and
    * log inside, all still open) is renamed to the container's, so whoever
    * looks for the container's shim finds this one. A directory left there by
    * a shim that died goes first; a live one is never replaced.
    */
-  const starter = process.ppid;
-  const orphaned = warm
-    ? setInterval(() => {
-        if (process.ppid !== starter) {
-          log.info('warm, and its starter is gone');
-          void exit(0);
-        }
-      }, 1000).unref()
-    : undefined;
   const bind = async (to: string) => {
-    clearInterval(orphaned);
     if (to === id) return;
     const target = paths.shimDir(to);
     if (await socketAlive(paths.shimSocket(to))) throw alreadyExists(`container ${to} already has a shim`);
@@ -150,7 +163,7 @@ async function main() {
   };
   server = await serve(paths.shimSocket(id), [
     health.binding(),
-    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind }),
+    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, hosting }),
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);

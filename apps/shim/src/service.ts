@@ -28,6 +28,8 @@ export interface ShimState {
   exit(): void;
   /** Moves the shim to container `id` (a warm shim, hosting nothing yet). */
   bind(id: string): Promise<void>;
+  /** A task is being created (true), or its creation failed and none is hosted (false). */
+  hosting(yes: boolean): void;
 }
 
 const STATUS: Record<string, Status> = {
@@ -79,25 +81,32 @@ export function shimApi(state: ShimState): ServiceBinding {
           validateId(req.id, 'task id');
           if (state.tasks.has(req.id)) throw alreadyExists(`task ${req.id} already exists`);
           if (!req.bundle) throw invalidArgument('a task needs a bundle');
-          const t = await Task.create(
-            {
-              id: req.id,
-              bundle: req.bundle,
-              rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
-              terminal: req.terminal,
-              stdin: req.stdin,
-              log: req.log?.path
-                ? {
-                    path: req.log.path,
-                    maxSize: Number(req.log.maxSize),
-                    maxFiles: req.log.maxFiles,
-                    compress: req.log.compress,
-                  }
-                : undefined,
-              cgroupParent: req.cgroupParent || cgroupParent(state.instance),
-            },
-            { ...state.ctx, runtime: await state.runtimeFor(req.runtime) },
-          );
+          state.hosting(true);
+          let t: Task;
+          try {
+            t = await Task.create(
+              {
+                id: req.id,
+                bundle: req.bundle,
+                rootfs: req.rootfs.map((m) => ({ type: m.type, source: m.source, options: m.options })),
+                terminal: req.terminal,
+                stdin: req.stdin,
+                log: req.log?.path
+                  ? {
+                      path: req.log.path,
+                      maxSize: Number(req.log.maxSize),
+                      maxFiles: req.log.maxFiles,
+                      compress: req.log.compress,
+                    }
+                  : undefined,
+                cgroupParent: req.cgroupParent || cgroupParent(state.instance),
+              },
+              { ...state.ctx, runtime: await state.runtimeFor(req.runtime) },
+            );
+          } catch (err) {
+            if (!state.tasks.size) state.hosting(false);
+            throw err;
+          }
           state.tasks.set(req.id, t);
           return { pid: t.init.pid };
         },

@@ -420,8 +420,13 @@ describe('the shim process', () => {
     const shimPid = Number(
       await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
     );
+    // A shim that hosts a task outlives its starter (one that hosts none would end with it).
+    const first = await reconnect('orphan', shimPid);
+    const held = await runTask('exit 0', { on: first.client });
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
+    await new Promise((r) => setTimeout(r, 1500));
+    await first.client.delete({ id: held.id, execId: '' });
     const again = await reconnect('orphan', shimPid);
     expect((await readProcStat(shimPid))?.state).not.toBe('Z');
     const t = await runTask('exit 9', { on: again.client });
@@ -430,21 +435,23 @@ describe('the shim process', () => {
     await again.client.delete({ id: t.id, execId: '' });
   });
 
-  it('warm: bound to a container it moves to its directory and runs its task; unbound it ends with its starter', async () => {
+  it('warm: bound to a container it moves to its directory and runs its task; hosting none, it ends with its starter', async () => {
     const starter = `
       import { startShim } from '@ctr/shim-client';
       const engine = ${JSON.stringify(engine)};
       const a = await startShim(engine, 'warm-a', { warm: true });
       const b = await startShim(engine, 'warm-b', { warm: true });
+      const c = await startShim(engine, 'warm-c0', { warm: true });
       await a.client.bind({ id: 'bound' });
-      process.stdout.write(a.pid + ' ' + b.pid + '\\n');
+      await c.client.bind({ id: 'bound-idle' });
+      process.stdout.write(a.pid + ' ' + b.pid + ' ' + c.pid + '\\n');
       setInterval(() => {}, 1000);
     `;
     const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
       cwd: join(import.meta.dirname, '..'),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
-    const [boundPid, sparePid] = (
+    const [boundPid, sparePid, idlePid] = (
       await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())))
     )
       .trim()
@@ -452,16 +459,20 @@ describe('the shim process', () => {
       .map(Number);
     expect(existsSync(join(engine.state, 'shims', 'warm-a'))).toBe(false);
     expect(await readFile(join(engine.state, 'shims', 'bound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
-    // The spare nobody took ends, and takes its directory with it; the bound one stays.
-    await waitFor(() => !existsSync(`/proc/${sparePid}`), 'the unbound warm shim to end', { timeoutMs: 5000 });
-    expect(existsSync(join(engine.state, 'shims', 'warm-b'))).toBe(false);
     const bound = await reconnect('bound', boundPid);
     // Bind moves a shim while it hosts nothing, never one that runs a task.
     await expect(bound.client.bind({ id: 'other' })).resolves.toEqual({});
     const t = await runTask('exit 5', { on: bound.client });
     await expect(bound.client.bind({ id: 'third' })).rejects.toThrow(/already hosts a task/);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // The spare nobody took ends, and takes its directory with it; so does the one bound to a
+    // container but never given its task (its starter died in between). The one with a task stays.
+    await waitFor(() => !existsSync(`/proc/${sparePid}`), 'the unbound warm shim to end', { timeoutMs: 5000 });
+    await waitFor(() => !existsSync(`/proc/${idlePid}`), 'the bound shim with no task to end', { timeoutMs: 5000 });
+    expect(existsSync(join(engine.state, 'shims', 'warm-b'))).toBe(false);
+    expect(existsSync(join(engine.state, 'shims', 'bound-idle'))).toBe(false);
+    expect(existsSync(`/proc/${boundPid}`)).toBe(true);
     await bound.client.start({ id: t.id, execId: '' });
     expect((await bound.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(5);
     expect(existsSync(join(engine.state, 'shims', 'other', `${t.id}.exit.json`))).toBe(true);
