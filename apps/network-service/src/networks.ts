@@ -178,7 +178,7 @@ export class NetworkManager {
    * bridges and chains go too (start() re-creates them from the database).
    */
   async stop(): Promise<void> {
-    await this.settle();
+    await this.#settle();
     for (const r of this.#resolvers.values()) r.stop();
     this.#resolvers.clear();
     for (const list of this.#reservations.values()) for (const r of list) releasePort(r);
@@ -728,7 +728,7 @@ export class NetworkManager {
   }
 
   /** Resolves once the veths being deleted are gone. */
-  async settle(): Promise<void> {
+  async #settle(): Promise<void> {
     while (this.#unplugging.size) await Promise.allSettled([...this.#unplugging]);
   }
 

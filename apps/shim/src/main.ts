@@ -137,10 +137,13 @@ async function main() {
     }, 1000).unref();
   };
   watchStarter();
-  const hosting = (yes: boolean) => {
+  let creatingTasks = 0;
+  const creating = (begins: boolean) => {
+    creatingTasks += begins ? 1 : -1;
     clearInterval(orphaned);
     orphaned = undefined;
-    if (!yes) watchStarter();
+    // A creation that failed leaves the shim hosting nothing, as before it.
+    if (!creatingTasks && !tasks.size) watchStarter();
   };
   /**
    * A warm shim becomes container `to`'s: its directory (socket, pid file and
@@ -163,7 +166,7 @@ async function main() {
   };
   server = await serve(paths.shimSocket(id), [
     health.binding(),
-    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, hosting }),
+    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, creating }),
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);

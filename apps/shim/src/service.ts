@@ -28,8 +28,8 @@ export interface ShimState {
   exit(): void;
   /** Moves the shim to container `id` (a warm shim, hosting nothing yet). */
   bind(id: string): Promise<void>;
-  /** A task is being created (true), or its creation failed and none is hosted (false). */
-  hosting(yes: boolean): void;
+  /** A task's creation begins (true) or is over, done or failed (false). */
+  creating(begins: boolean): void;
 }
 
 const STATUS: Record<string, Status> = {
@@ -81,10 +81,9 @@ export function shimApi(state: ShimState): ServiceBinding {
           validateId(req.id, 'task id');
           if (state.tasks.has(req.id)) throw alreadyExists(`task ${req.id} already exists`);
           if (!req.bundle) throw invalidArgument('a task needs a bundle');
-          state.hosting(true);
-          let t: Task;
+          state.creating(true);
           try {
-            t = await Task.create(
+            const t = await Task.create(
               {
                 id: req.id,
                 bundle: req.bundle,
@@ -103,12 +102,11 @@ export function shimApi(state: ShimState): ServiceBinding {
               },
               { ...state.ctx, runtime: await state.runtimeFor(req.runtime) },
             );
-          } catch (err) {
-            if (!state.tasks.size) state.hosting(false);
-            throw err;
+            state.tasks.set(req.id, t);
+            return { pid: t.init.pid };
+          } finally {
+            state.creating(false);
           }
-          state.tasks.set(req.id, t);
-          return { pid: t.init.pid };
         },
         start: async ({ id, execId }) => ({ pid: await task(id).start(execId) }),
         kill: async ({ id, execId, signal, all }) => {
