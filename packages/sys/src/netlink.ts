@@ -128,6 +128,12 @@ export interface VethOptions {
   master?: number;
 }
 
+/** A deletion's failure: false when the link was gone already (it went between lookup and delete). */
+function goneAlready(err: unknown): false {
+  if ((err as SysError).code === 'ENODEV') return false;
+  throw err;
+}
+
 /** A NETLINK_ROUTE socket of the namespace it was opened in. Close it when done. */
 export class Netlink {
   readonly #fd: number;
@@ -293,13 +299,10 @@ export class Netlink {
   async deleteLinkOffThread(name: string): Promise<boolean> {
     const index = this.linkIndex(name);
     if (!index) return false;
-    try {
-      await this.#requestOffThread(RTM.DELLINK, 0, ifinfomsg(index), `delete link ${name}`);
-    } catch (err) {
-      if ((err as SysError).code === 'ENODEV') return false;
-      throw err;
-    }
-    return true;
+    return this.#requestOffThread(RTM.DELLINK, 0, ifinfomsg(index), `delete link ${name}`).then(
+      () => true,
+      goneAlready,
+    );
   }
 
   /** Deletes a link by name; a missing one is fine (returns false). */
@@ -308,11 +311,10 @@ export class Netlink {
     if (!index) return false;
     try {
       this.#request(RTM.DELLINK, 0, ifinfomsg(index), `delete link ${name}`);
+      return true;
     } catch (err) {
-      if ((err as SysError).code === 'ENODEV') return false;
-      throw err;
+      return goneAlready(err);
     }
-    return true;
   }
 
   setUp(name: string): void {
