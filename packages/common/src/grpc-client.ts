@@ -1,12 +1,13 @@
 /**
- * The client side of our gRPC, on node:http2 alone: what ctrctl uses.
+ * The client side of our gRPC, on our own HTTP/2 (h2.ts): what ctrctl uses.
  *
  * A CLI makes a call or two and exits, so what it pays before its first byte
  * is on the wire is most of its cost: loading @grpc/grpc-js took some 40 ms of
  * ctrctl's start here, and its channel (resolver, load balancer, subchannel,
- * connectivity states) 20 ms more on a first call. This client speaks the
- * gRPC wire protocol (HTTP/2, length-prefixed messages, status in trailers)
- * to a unix socket directly and gives the same clients as `dial` in grpc.ts:
+ * connectivity states) 20 ms more on a first call, and node:http2 itself
+ * (with the node:tls it loads) 30 ms more. This client speaks the gRPC wire
+ * protocol (HTTP/2, length-prefixed messages, status in trailers) to a unix
+ * socket directly and gives the same clients as `dial` in grpc.ts:
  * promises for unary calls (deadline, UNAVAILABLE retried for `retryMs`),
  * object-mode Node streams with `cancel()` for streaming ones, and errors
  * shaped as grpc-js's (code, details, metadata), which `fromGrpcError` maps.
@@ -16,17 +17,11 @@
  * never sent), TLS and name resolution (unix sockets only), and client
  * metadata beyond the deadline.
  */
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect,
-  constants,
-  type IncomingHttpHeaders,
-} from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { Duplex } from 'node:stream';
 import type { ClientDuplexStream, ClientReadableStream, ClientWritableStream, Metadata } from '@grpc/grpc-js';
 import { fromGrpcError, GrpcCode, isUnavailable } from './errors.js';
+import { H2_CANCEL, type H2Headers, H2Session, type H2Stream } from './h2.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: generated definitions are checked through ReqOf/ResOf
 export interface MethodDef<Req = any, Res = any> {
@@ -115,7 +110,7 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The metadata of a status (response headers and trailers), read as grpc-js's Metadata is. */
 class StatusMetadata {
   readonly #map = new Map<string, string[]>();
-  add(headers: IncomingHttpHeaders) {
+  add(headers: H2Headers) {
     for (const [k, v] of Object.entries(headers)) {
       if (k.startsWith(':') || v === undefined) continue;
       this.#map.set(k, [...(this.#map.get(k) ?? []), ...(Array.isArray(v) ? v : [v])]);
@@ -200,18 +195,16 @@ class MessageReader {
 
 /** One HTTP/2 connection per socket, shared by the clients of this process that dial it. */
 class Connection {
-  #session?: ClientHttp2Session;
+  #session?: H2Session;
   users = 0;
 
   constructor(readonly socketPath: string) {}
 
   /** The live session, made anew after one failed or went away (a daemon restarted). */
-  session(): ClientHttp2Session {
+  session(): H2Session {
     const s = this.#session;
     if (s && !s.closed && !s.destroyed) return s;
-    const session = connect('http://localhost', {
-      createConnection: () => netConnect(this.socketPath),
-    });
+    const session = new H2Session(netConnect(this.socketPath));
     const forget = () => {
       if (this.#session === session) this.#session = undefined;
     };
@@ -237,7 +230,7 @@ const connections = new Map<string, Connection>();
  * StatusError otherwise; cancel() fails it with CANCELLED, as grpc-js does.
  */
 class Call extends Duplex {
-  readonly #req: ClientHttp2Stream;
+  readonly #req: H2Stream;
   readonly #method: MethodDef;
   readonly #reader = new MessageReader();
   readonly #metadata = new StatusMetadata();
@@ -264,7 +257,7 @@ class Call extends Duplex {
     req.on('trailers', (h) => this.#onHeaders(h));
     req.on('data', (chunk: Buffer) => this.#onData(chunk));
     req.on('end', () => this.#onEnd());
-    req.on('error', (err: NodeJS.ErrnoException) => {
+    req.on('error', (err: Error & { code?: string }) => {
       // The connection (or the stream) failed before a status came: the daemon is not there or went away.
       this.#finish(
         GrpcCode.UNAVAILABLE,
@@ -276,7 +269,7 @@ class Call extends Duplex {
     });
   }
 
-  #onHeaders(h: IncomingHttpHeaders) {
+  #onHeaders(h: H2Headers) {
     this.#metadata.add(h);
     const httpStatus = h[':status'];
     if (httpStatus !== undefined && Number(httpStatus) !== 200 && h['grpc-status'] === undefined) {
@@ -327,7 +320,7 @@ class Call extends Duplex {
     if (this.#done) return;
     this.#done = true;
     clearTimeout(this.#timer);
-    if (!this.#req.closed) this.#req.close(constants.NGHTTP2_CANCEL);
+    if (!this.#req.closed) this.#req.close(H2_CANCEL);
     if (code === GrpcCode.OK) {
       this.push(null);
       return;
