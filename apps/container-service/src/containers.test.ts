@@ -353,6 +353,20 @@ describe('a shim that dies', () => {
   });
 });
 
+describe('warm shims', () => {
+  it('a warm shim that dies leaves the pool: the next run does not take it, and another is started', async () => {
+    await waitFor(async () => (await warmShims()).length === 1, 'a warm shim');
+    const [spare] = await warmShims();
+    process.kill(await shimPid(spare), 'SIGKILL');
+    await waitFor(async () => !existsSync(join(engine.state, 'shims', spare)), 'the dead spare to be cleared');
+    const id = await ok(['run', '-d', image, 'sleep', '600']);
+    expect(await inspect(id, '{{.State.Status}}')).toBe('running');
+    await waitFor(async () => (await warmShims()).length === 1, 'a new warm shim');
+    expect(await warmShims()).not.toContain(spare);
+    await ok(['rm', '-f', id]);
+  }, 60_000);
+});
+
 describe('container-service restarts', () => {
   it('killed with SIGKILL while 10 containers run: they keep running, exits during the outage keep their codes and --rm', async () => {
     const ids: string[] = [];

@@ -51,8 +51,13 @@ export class WarmShims {
       const s = await startShim(await this.engine(), name, { warm: true });
       // A few calls while nobody waits: the shim's first answers (its gRPC paths still cold) are slow.
       for (let i = 0; i < 3; i++) await s.client.state({ id: name, execId: '' }).catch(() => undefined);
-      if (this.#closed) await this.#end({ name, client: s.client });
-      else this.#ready.push({ name, client: s.client });
+      const spare = { name, client: s.client };
+      if (this.#closed) await this.#end(spare);
+      else {
+        this.#ready.push(spare);
+        // A spare that dies (killed, out of memory) leaves the pool, or the next start would take a dead shim.
+        void s.exited.then(() => this.#died(spare));
+      }
     } catch (err) {
       this.log.warn({ err }, 'a warm shim did not start');
     }
@@ -82,6 +87,16 @@ export class WarmShims {
     );
     bound.catch(() => undefined);
     return { client: spare.client, bound };
+  }
+
+  async #died(spare: Spare) {
+    const at = this.#ready.indexOf(spare);
+    if (at < 0) return; // taken, or ended by close()
+    this.#ready.splice(at, 1);
+    this.log.warn({ shim: spare.name }, 'a warm shim died; another is started');
+    spare.client.close();
+    await removeShimDir(await this.engine(), spare.name).catch(() => undefined);
+    this.fill();
   }
 
   /** A spare of an earlier run of this service, found in the state dir: ended. */

@@ -26,7 +26,7 @@ let bus: EventBus;
 let shim: RunningShim;
 let client: ShimClient;
 const events: Envelope[] = [];
-const shims: RunningShim[] = [];
+const shims: Omit<RunningShim, 'exited'>[] = [];
 
 beforeAll(async () => {
   nats = await TestNats.start();
@@ -541,7 +541,7 @@ describe('with runc as the runtime', () => {
 });
 
 /** Reconnects to a shim that is already running (what container-service does after its restart). */
-async function reconnect(id: string, pid: number): Promise<RunningShim> {
+async function reconnect(id: string, pid: number): Promise<Omit<RunningShim, 'exited'>> {
   const s = { id, pid, socket: join(engine.state, 'shims', id, 'shim.sock'), client: connectShim(engine, id) };
   if (!shims.some((x) => x.id === id)) shims.push(s);
   await stat(s.socket);

@@ -32,6 +32,8 @@ export interface RunningShim {
   pid: number;
   socket: string;
   client: ShimClient;
+  /** Settles when the shim process ends (its starter is its parent, and sees it). */
+  exited: Promise<void>;
 }
 
 /**
@@ -89,11 +91,15 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   });
   await out.close();
   let exited: number | null | undefined;
-  child.once('exit', (code) => {
-    exited = code;
-  });
-  child.once('error', () => {
-    exited = -1;
+  const ended = new Promise<void>((resolve) => {
+    child.once('exit', (code) => {
+      exited = code;
+      resolve();
+    });
+    child.once('error', () => {
+      exited = -1;
+      resolve();
+    });
   });
   child.unref();
   const deadline = Date.now() + timeoutMs;
@@ -105,7 +111,7 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
     }
     await sleep(5);
   }
-  return { id, pid: child.pid as number, socket, client: connectShim(engine, id) };
+  return { id, pid: child.pid as number, socket, client: connectShim(engine, id), exited: ended };
 }
 
 /**
