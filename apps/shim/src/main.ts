@@ -15,14 +15,14 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
 import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
-import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon';
-import type { Event } from '@ctr/common/events';
-import { EventBus } from '@ctr/common/events';
+import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon-flags';
+import type { Event } from '@ctr/common/event-types';
 import { alreadyExists } from '@ctr/common/errors';
-import { type RunningServer, serve, socketAlive } from '@ctr/common/grpc';
+import { type LeanServer, serveH2, socketAlive } from '@ctr/common/grpc-server';
 import { HealthReporter, Serving } from '@ctr/common/health';
 import { createLogger } from '@ctr/common/log';
 import { validateId } from '@ctr/common/names';
+import { EventPublisher } from '@ctr/common/publisher';
 import { setChildSubreaper } from '@ctr/sys';
 import { hostCgroupInfo } from './init/host-cgroups.js';
 import { rehearsePlan } from './init/plan.js';
@@ -62,20 +62,19 @@ async function main() {
   setChildSubreaper();
   const reaper = new Reaper();
 
-  // Events wait here until NATS answers: a shim must run its container even when the bus is down.
+  // Events wait in the publisher's outbox until NATS takes them: a shim must run its container even when the bus is down.
   const queued: Event[] = [];
-  let bus: EventBus | undefined;
+  let bus: EventPublisher | undefined;
   const publish = (e: Event) => {
     if (bus) void bus.publish(e.$case, e.value as never);
     else queued.push(e);
   };
   void resolveEventsUrl(config)
-    .then((url) => EventBus.connect({ url, instance: config.instance, source: 'shim', log, waitOnFirstConnect: true }))
-    .then((b) => {
-      bus = b;
+    .then((url) => {
+      bus = EventPublisher.start({ url, instance: config.instance, source: 'shim', log });
       for (const e of queued.splice(0)) publish(e);
     })
-    .catch((err) => log.error({ err }, 'events: cannot connect; task events are not published'));
+    .catch((err) => log.error({ err }, 'events: no NATS address; task events are not published'));
 
   const cgroupInfo = await hostCgroupInfo();
   const cgroups = await hostLayout();
@@ -96,7 +95,7 @@ async function main() {
 
   const tasks = new Map<string, Task>();
   const health = new HealthReporter();
-  let server: RunningServer | undefined;
+  let server: LeanServer | undefined;
   let exiting = false;
   const exit = async (code = 0) => {
     if (exiting) return;
@@ -164,7 +163,7 @@ async function main() {
     ctx.dir = dir;
     ctx.log = log;
   };
-  server = await serve(paths.shimSocket(id), [
+  server = await serveH2(paths.shimSocket(id), [
     health.binding(),
     shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, creating }),
   ]);

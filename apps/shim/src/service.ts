@@ -11,7 +11,7 @@ import {
   type WaitResponse,
 } from '@ctr/api/shim/v1/shim';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
-import { implement, type ServiceBinding } from '@ctr/common/grpc';
+import { implement, type ServiceBinding } from '@ctr/common/grpc-impl';
 import { cgroupParent, validateId } from '@ctr/common/names';
 import type { Process, Resources } from '@ctr/oci';
 import { type LogEntry, readLogEntries } from '@ctr/common/jsonlog';
@@ -194,8 +194,13 @@ export function shimApi(state: ShimState): ServiceBinding {
  * last message is its exit.
  */
 async function attach(call: ServerDuplexStream<AttachRequest, AttachResponse>, task: (id: string) => Task) {
+  // The stream stops after the first message until the stdin handler below is on: what follows at once
+  // (stdin, closeStdin, in the same read) would otherwise be emitted with nobody listening.
   const first = await new Promise<AttachRequest | undefined>((resolve) => {
-    call.once('data', resolve);
+    call.once('data', (m: AttachRequest) => {
+      call.pause();
+      resolve(m);
+    });
     call.once('end', () => resolve(undefined));
   });
   if (first?.part?.$case !== 'start') throw invalidArgument('attach must begin with the process to attach to');
@@ -209,6 +214,7 @@ async function attach(call: ServerDuplexStream<AttachRequest, AttachResponse>, t
     if (req.part?.$case === 'stdin') proc.io.writeStdin(req.part.value);
     else if (req.part?.$case === 'closeStdin') proc.io.closeStdin();
   });
+  call.resume();
   // The client going away detaches it; the process runs on.
   const gone = new Promise<void>((resolve) => {
     call.once('cancelled', resolve);

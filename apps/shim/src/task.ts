@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { dirname, isAbsolute, join } from 'node:path';
 import { Cgroup, type CgroupLayout, type Resources, removeCgroupIfEmpty } from '@ctr/cgroups';
 import { failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
-import type { Event } from '@ctr/common/events';
+import type { Event } from '@ctr/common/event-types';
 import { writeFileAtomic } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
 import { type Process, type Resources as OciResources, type Spec, validateSpec } from '@ctr/oci';

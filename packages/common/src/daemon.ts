@@ -4,9 +4,8 @@
  * the state dir, and shut down cleanly on SIGTERM. A service supplies only its
  * name and its API bindings.
  */
-import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { type Config, type ConfigFlags, type Layout, layout, loadConfig } from './config.js';
+import { type Config, type Layout, layout, loadConfig } from './config.js';
+import { parseDaemonFlags, resolveEventsUrl } from './daemon-flags.js';
 import { EventBus } from './events.js';
 import { type RunningServer, type ServiceBinding, type ServiceDef, serve } from './grpc.js';
 import { HealthReporter, Serving } from './health.js';
@@ -40,34 +39,7 @@ export interface DaemonSpec {
   stop?(ctx: DaemonContext): Promise<void>;
 }
 
-/** Flags every daemon takes (ctrd passes them to the services it starts). */
-export const DAEMON_FLAGS = {
-  config: { type: 'string' },
-  root: { type: 'string' },
-  state: { type: 'string' },
-  instance: { type: 'string' },
-  'events-url': { type: 'string' },
-  'log-level': { type: 'string' },
-} as const;
-
-export function parseDaemonFlags(argv: string[]): ConfigFlags {
-  const { values } = parseArgs({ args: argv, options: DAEMON_FLAGS, strict: true });
-  return {
-    config: values.config,
-    root: values.root,
-    state: values.state,
-    instance: values.instance,
-    eventsUrl: values['events-url'],
-    logLevel: values['log-level'],
-  };
-}
-
-/** The NATS URL: configured, or the embedded server ctrd recorded in the state dir. */
-export async function resolveEventsUrl(config: Config): Promise<string> {
-  if (config.events.url) return config.events.url;
-  const record = JSON.parse(await readFile(layout(config).natsRecord, 'utf8')) as { url: string };
-  return record.url;
-}
+export { DAEMON_FLAGS, parseDaemonFlags, resolveEventsUrl } from './daemon-flags.js';
 
 export async function runDaemon(spec: DaemonSpec, argv = process.argv.slice(2)): Promise<void> {
   let config: Config;

@@ -142,7 +142,7 @@ function grpcTimeout(ms: number): string {
 }
 
 /** One length-prefixed message (uncompressed). */
-function frame(message: Buffer): Buffer {
+export function frame(message: Buffer): Buffer {
   const out = Buffer.allocUnsafe(5 + message.length);
   out[0] = 0;
   out.writeUInt32BE(message.length, 1);
@@ -151,7 +151,7 @@ function frame(message: Buffer): Buffer {
 }
 
 /** Cuts length-prefixed messages out of DATA frames, however they were split. */
-class MessageReader {
+export class MessageReader {
   #chunks: Buffer[] = [];
   #have = 0;
 

@@ -5,7 +5,8 @@ import { ContainersService, TasksService } from '@ctr/api/containers/v1/containe
 import { EventsService, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKind, notFound, unavailable } from './errors.js';
-import { claimSocket, dial, implement, readStream, serve } from './grpc.js';
+import { claimSocket, dial, implement, readStream, type ServiceBinding, serve } from './grpc.js';
+import { serveH2 } from './grpc-server.js';
 import { answeredByDaemon, dialH2 } from './grpc-client.js';
 
 const dir = mkdtempSync('/tmp/ctr-grpc-');
@@ -16,13 +17,13 @@ const supervisor = (impl: Parameters<typeof implement<typeof SupervisorService>>
   implementation: implement(SupervisorService, impl),
 });
 
-// Every client test runs against both clients: grpc-js's (daemons) and grpc-client.ts's (ctrctl).
+// A daemon's placeholders while it starts (grpc.ts's server, the daemons').
 describe.each([
   ['grpc-js', dial],
-  ['node:http2', dialH2],
-] as const)('gRPC on unix sockets, %s client', (_name, dial) => {
+  ['h2.ts', dialH2],
+] as const)('gRPC while a daemon starts, %s client', (clientName, dial) => {
   it('answers UNAVAILABLE, which a client retries, while the daemon starts; then the real handlers', async () => {
-    const socket = join(dir, `${_name}-starting.sock`);
+    const socket = join(dir, `${clientName}-starting.sock`);
     const server = await serve(socket, []);
     try {
       server.starting('supervisor', [SupervisorService, EventsService]);
@@ -38,7 +39,13 @@ describe.each([
         () =>
           server.add([
             supervisor({
-              version: async () => ({ version: '1', revision: '', nodeVersion: '', natsVersion: '', apiVersion: 'v1' }),
+              version: async () => ({
+                version: '1',
+                revision: '',
+                nodeVersion: '',
+                natsVersion: '',
+                apiVersion: 'v1',
+              }),
             }),
           ]),
         150,
@@ -49,10 +56,21 @@ describe.each([
       await server.close();
     }
   });
+});
 
+// Every test runs with both clients, grpc-js's (daemons) and grpc-client.ts's (ctrctl), against both
+// servers, grpc-js's (daemons) and grpc-server.ts's (the shim).
+const serveOwn = (socket: string, bindings: ServiceBinding[]) => serveH2(socket, bindings);
+describe.each([
+  ['grpc-js', 'grpc-js', dial, serve],
+  ['h2.ts', 'grpc-js', dialH2, serve],
+  ['grpc-js', 'grpc-server.ts', dial, serveOwn],
+  ['h2.ts', 'grpc-server.ts', dialH2, serveOwn],
+] as const)('gRPC on unix sockets, %s client, %s server', (clientName, serverName, dial, serveWith) => {
+  const _name = `${clientName}-${serverName}`;
   it('serves on a 0660 socket and carries typed errors both ways', async () => {
     const socket = join(dir, `${_name}-a.sock`);
-    const server = await serve(socket, [
+    const server = await serveWith(socket, [
       supervisor({
         version: async () => ({ version: '9.9', revision: '', nodeVersion: '', natsVersion: '', apiVersion: 'v1' }),
         restartService: async ({ name }) => {
@@ -84,7 +102,7 @@ describe.each([
 
   it('streams server responses', async () => {
     const socket = join(dir, `${_name}-stream.sock`);
-    const server = await serve(socket, [
+    const server = await serveWith(socket, [
       {
         definition: EventsService,
         implementation: implement(EventsService, {
@@ -111,7 +129,7 @@ describe.each([
     const started = Date.now();
     let server: Awaited<ReturnType<typeof serve>> | undefined;
     setTimeout(async () => {
-      server = await serve(socket, [
+      server = await serveWith(socket, [
         supervisor({
           version: async () => ({ version: 'late', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }),
         }),
@@ -126,7 +144,7 @@ describe.each([
 
   it('enforces deadlines', async () => {
     const socket = join(dir, `${_name}-slow.sock`);
-    const server = await serve(socket, [
+    const server = await serveWith(socket, [
       supervisor({
         version: () =>
           new Promise((r) =>
@@ -143,7 +161,7 @@ describe.each([
   it('streams requests, both ways, with flow control, and cancels', async () => {
     const socket = join(dir, `${_name}-bidi.sock`);
     let received = 0;
-    const server = await serve(socket, [
+    const server = await serveWith(socket, [
       {
         definition: ContainersService,
         implementation: implement(ContainersService, {
@@ -213,7 +231,7 @@ describe.each([
 
   it("tells a daemon's UNAVAILABLE from a channel that failed", async () => {
     const socket = join(dir, `${_name}-origin.sock`);
-    const server = await serve(socket, [
+    const server = await serveWith(socket, [
       supervisor({
         version: async () => {
           throw unavailable('registry.example: connection refused');
@@ -240,11 +258,11 @@ describe.each([
       supervisor({
         version: async () => ({ version: v, revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }),
       });
-    let server = await serve(socket, [version('1')]);
+    let server = await serveWith(socket, [version('1')]);
     const client = dial(SupervisorService, socket);
     expect((await client.version({})).version).toBe('1');
     await server.close(0);
-    server = await serve(socket, [version('2')]);
+    server = await serveWith(socket, [version('2')]);
     expect((await client.version({}, { retryMs: 5000 })).version).toBe('2');
     client.close();
     await server.close(0);

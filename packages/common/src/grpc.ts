@@ -9,35 +9,23 @@
  * (a daemon restarting) for as long as the caller allows. grpc-client.ts has
  * the same clients without grpc-js (`dialH2`), for ctrctl's start-up.
  */
-import { existsSync } from 'node:fs';
-import { lstat, mkdir, chmod, unlink } from 'node:fs/promises';
-import { connect as netConnect } from 'node:net';
-import { dirname } from 'node:path';
+import { chmod, unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import {
   type ApiClient,
   type CallOptions,
-  type ClientStreaming,
   DEFAULT_UNARY_TIMEOUT_MS,
-  ORIGIN_KEY,
-  type ReqOf,
-  type ResOf,
-  type ServerStreaming,
   type ServiceDef,
   retryUnavailable,
   socketAddress,
-  type Unary,
 } from './grpc-client.js';
-import {
-  alreadyExists,
-  CtrError,
-  failedPrecondition,
-  fromGrpcError,
-  GrpcCode,
-  grpcCodeOf,
-  unavailable,
-} from './errors.js';
+import { type CtrError, fromGrpcError, GrpcCode, unavailable } from './errors.js';
 
+import type { ServiceBinding } from './grpc-impl.js';
+import { claimSocket } from './grpc-server.js';
+
+export { type Handlers, implement, type ServiceBinding, toStatus } from './grpc-impl.js';
+export { claimSocket, socketAlive } from './grpc-server.js';
 export {
   type ApiClient,
   answeredByDaemon,
@@ -47,111 +35,6 @@ export {
   type ServiceDef,
   socketAddress,
 } from './grpc-client.js';
-
-export type Handlers<D extends ServiceDef> = {
-  [K in keyof D]?: D[K] extends Unary
-    ? (request: ReqOf<D[K]>, call: grpc.ServerUnaryCall<ReqOf<D[K]>, ResOf<D[K]>>) => Promise<ResOf<D[K]>>
-    : D[K] extends ServerStreaming
-      ? (request: ReqOf<D[K]>, call: grpc.ServerWritableStream<ReqOf<D[K]>, ResOf<D[K]>>) => Promise<void>
-      : D[K] extends ClientStreaming
-        ? (call: grpc.ServerReadableStream<ReqOf<D[K]>, ResOf<D[K]>>) => Promise<ResOf<D[K]>>
-        : (call: grpc.ServerDuplexStream<ReqOf<D[K]>, ResOf<D[K]>>) => Promise<void>;
-};
-
-/** Turns any thrown value into what grpc-js sends: a status code and one line of details. */
-export function toStatus(err: unknown): Partial<grpc.StatusObject> {
-  const message = err instanceof Error ? err.message : String(err);
-  // Marks the status as a daemon's answer, so a client tells it from a channel that failed.
-  const metadata = new grpc.Metadata();
-  metadata.set(ORIGIN_KEY, 'daemon');
-  return { code: grpcCodeOf(err) as grpc.status, details: message.split('\n')[0], metadata };
-}
-
-type Reporter = (err: unknown, method: string) => void;
-
-/** Adapts async handlers to grpc-js; missing methods answer UNIMPLEMENTED (grpc-js default). */
-export function implement<D extends ServiceDef>(
-  definition: D,
-  handlers: Handlers<D>,
-  onInternalError?: Reporter,
-): grpc.UntypedServiceImplementation {
-  const impl: grpc.UntypedServiceImplementation = {};
-  const fail = (method: string, err: unknown) => {
-    if (!(err instanceof CtrError) && onInternalError) onInternalError(err, method);
-    return toStatus(err);
-  };
-  for (const [name, def] of Object.entries(definition)) {
-    // biome-ignore lint/suspicious/noExplicitAny: dispatch on the method's shape below
-    const handler = (handlers as Record<string, any>)[name];
-    if (!handler) continue;
-    if (!def.requestStream && !def.responseStream) {
-      impl[name] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        handler(call.request, call).then(
-          (res: unknown) => callback(null, res),
-          (err: unknown) => callback(fail(name, err) as grpc.ServiceError, null),
-        );
-      };
-    } else if (!def.requestStream) {
-      impl[name] = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        handler(call.request, call).then(
-          () => call.end(),
-          (err: unknown) => call.emit('error', fail(name, err)),
-        );
-      };
-    } else if (!def.responseStream) {
-      impl[name] = (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
-        handler(call).then(
-          (res: unknown) => callback(null, res),
-          (err: unknown) => callback(fail(name, err) as grpc.ServiceError, null),
-        );
-      };
-    } else {
-      impl[name] = (call: grpc.ServerDuplexStream<unknown, unknown>) => {
-        handler(call).then(
-          () => call.end(),
-          (err: unknown) => call.emit('error', fail(name, err)),
-        );
-      };
-    }
-  }
-  return impl;
-}
-
-/** True when something accepts connections on the socket. */
-export function socketAlive(socketPath: string): Promise<boolean> {
-  // No socket file, nobody there: said without a connect's error (a new container's shim is the common case).
-  if (!existsSync(socketPath)) return Promise.resolve(false);
-  return new Promise((resolve) => {
-    const sock = netConnect(socketPath);
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once('error', () => resolve(false));
-  });
-}
-
-/** Makes the socket path ours: a stale socket is removed, a live one refused. */
-export async function claimSocket(socketPath: string): Promise<void> {
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o711 });
-  let st: Awaited<ReturnType<typeof lstat>>;
-  try {
-    st = await lstat(socketPath);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!st.isSocket()) throw failedPrecondition(`${socketPath} exists and is not a socket`);
-  if (await socketAlive(socketPath)) throw alreadyExists(`another process is serving ${socketPath}`);
-  await unlink(socketPath).catch((err) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
-}
-
-export interface ServiceBinding {
-  definition: ServiceDef;
-  implementation: grpc.UntypedServiceImplementation;
-}
 
 export interface RunningServer {
   readonly socketPath: string;

@@ -44,6 +44,7 @@ const SETTING_MAX_FRAME_SIZE = 0x5;
 
 export const H2_CANCEL = 0x8;
 const PROTOCOL_ERROR = 0x1;
+const REFUSED_STREAM = 0x7;
 const FLOW_CONTROL_ERROR = 0x3;
 const COMPRESSION_ERROR = 0x9;
 
@@ -317,13 +318,16 @@ function unpad(flags: number, payload: Buffer, priority: boolean): Buffer {
 interface Pending {
   data: Buffer;
   end: boolean;
+  /** A header block (a response's headers or trailers), sent in its place among the DATA. */
+  headers?: Buffer;
   cb?: () => void;
 }
 
 /**
- * One request/response exchange. Events, as node:http2's ClientHttp2Stream:
- * 'response' (the first headers), 'trailers', 'data', 'end' (the server's
- * END_STREAM, after its data), 'error', and 'close' once it is over.
+ * One request/response exchange. Events, as node:http2's streams: a
+ * client's 'response' (the first headers) and 'trailers'; both sides'
+ * 'data', 'end' (the peer's END_STREAM, after its data), 'reset' (the peer's
+ * RST_STREAM, with its code), 'error', and 'close' once it is over.
  */
 export class H2Stream extends EventEmitter {
   /** Bytes we may still send: the server's window for this stream. */
@@ -365,6 +369,19 @@ export class H2Stream extends EventEmitter {
     this.session.flush();
   }
 
+  /** A server's response headers (before any data); with `endStream`, all it sends (gRPC's trailers-only). */
+  respond(headers: Record<string, string>, endStream = false): void {
+    if (this.closed || this.#localEnded) return;
+    if (endStream) this.#localEnded = true;
+    this.queue.push({ data: Buffer.alloc(0), end: endStream, headers: hpackEncode(headers) });
+    this.session.flush();
+  }
+
+  /** A server's trailers, after what is queued: its side ends with them. */
+  sendTrailers(headers: Record<string, string>): void {
+    this.respond(headers, true);
+  }
+
   /** Ends the stream at once (RST_STREAM with `code`, CANCEL by default). */
   close(code = H2_CANCEL): void {
     if (this.closed) return;
@@ -385,7 +402,8 @@ export class H2Stream extends EventEmitter {
   onHeaders(headers: H2Headers, endStream: boolean) {
     const first = !this.#gotHeaders;
     this.#gotHeaders = true;
-    this.emit(first ? 'response' : 'trailers', headers);
+    // A server's request headers were given with its 'stream' event; a client's trailers are of no use to us.
+    if (this.session.role === 'client') this.emit(first ? 'response' : 'trailers', headers);
     if (endStream) this.onRemoteEnd();
   }
 
@@ -415,11 +433,17 @@ export class H2Stream extends EventEmitter {
   /** Our END_STREAM went out. */
   onLocalEndSent() {
     if (this.#remoteEnded) this.finish();
+    else if (this.session.role === 'server') {
+      // The response is complete: the client need send nothing more (RST_STREAM NO_ERROR, RFC 9113 8.1).
+      this.session.reset(this, 0);
+      this.finish();
+    }
   }
 
   fail(err: H2Error) {
     if (this.closed) return;
-    this.emit('error', err);
+    // A server's call learns of it from 'close' alone.
+    if (this.listenerCount('error')) this.emit('error', err);
     this.finish();
   }
 
@@ -445,6 +469,10 @@ export class H2Session extends EventEmitter {
   readonly #streams = new Map<number, H2Stream>();
   readonly #decoder = new HpackDecoder();
   #nextId = 1;
+  /** The highest stream id a client opened (a server's). */
+  #lastPeerId = 0;
+  /** The client's preface, still to be read (a server's). */
+  #prefaceLeft: number;
   #inbox: Buffer[] = [];
   #inboxLength = 0;
   /** A header block split over CONTINUATION frames: its stream, END_STREAM and the pieces so far. */
@@ -459,13 +487,17 @@ export class H2Session extends EventEmitter {
   closed = false;
   destroyed = false;
 
-  constructor(socket: Socket) {
+  constructor(
+    socket: Socket,
+    readonly role: 'client' | 'server' = 'client',
+  ) {
     super();
     this.#socket = socket;
+    this.#prefaceLeft = role === 'server' ? PREFACE.length : 0;
     socket.setNoDelay?.(true);
     socket.write(
       Buffer.concat([
-        PREFACE,
+        role === 'client' ? PREFACE : Buffer.alloc(0),
         frame(
           Frame.SETTINGS,
           0,
@@ -498,16 +530,18 @@ export class H2Session extends EventEmitter {
     this.#nextId += 2;
     const stream = new H2Stream(id, this, this.#peerInitialWindow);
     this.#streams.set(id, stream);
-    const block = hpackEncode({ ':scheme': 'http', ':authority': 'localhost', ...headers });
-    // One HEADERS frame, CONTINUATION for the rest of a (rare) block over the frame size.
+    this.#writeHeaders(id, hpackEncode({ ':scheme': 'http', ':authority': 'localhost', ...headers }), false);
+    return stream;
+  }
+
+  /** One HEADERS frame, CONTINUATION for the rest of a (rare) block over the frame size. */
+  #writeHeaders(id: number, block: Buffer, endStream: boolean) {
     for (let off = 0, first = true; first || off < block.length; first = false) {
       const piece = block.subarray(off, off + this.#peerMaxFrame);
       off += piece.length;
-      this.#socket.write(
-        frame(first ? Frame.HEADERS : Frame.CONTINUATION, off >= block.length ? END_HEADERS : 0, id, piece),
-      );
+      const flags = (off >= block.length ? END_HEADERS : 0) | (first && endStream ? END_STREAM : 0);
+      this.#write(frame(first ? Frame.HEADERS : Frame.CONTINUATION, flags, id, piece));
     }
-    return stream;
   }
 
   /** Sends what the streams have queued, as far as the windows and the socket allow. */
@@ -516,6 +550,15 @@ export class H2Session extends EventEmitter {
     for (const stream of this.#streams.values()) {
       while (stream.queue.length && !this.#blocked) {
         const p = stream.queue[0];
+        if (p.headers) {
+          stream.queue.shift();
+          this.#writeHeaders(stream.id, p.headers, p.end);
+          if (p.end) {
+            stream.onLocalEndSent();
+            break;
+          }
+          continue;
+        }
         if (p.end) {
           stream.queue.shift();
           this.#write(frame(Frame.DATA, END_STREAM, stream.id));
@@ -552,11 +595,17 @@ export class H2Session extends EventEmitter {
     if (this.#closing && !this.#streams.size) this.#end();
   }
 
-  /** Closes once the streams in flight are done. */
+  /** Closes once the streams in flight are done; a server says so first (GOAWAY), so no new stream is lost. */
   close(): void {
-    if (this.closed) return;
+    if (this.closed || this.#closing) return;
     this.#closing = true;
+    if (this.role === 'server') this.#write(frame(Frame.GOAWAY, 0, 0, Buffer.concat([u32(this.#lastPeerId), u32(0)])));
     if (!this.#streams.size) this.#end();
+  }
+
+  /** Ends the connection now: its streams fail. */
+  destroy(): void {
+    this.#destroy(new H2Error('the connection was closed', 'ECONNRESET'), false);
   }
 
   #end() {
@@ -578,12 +627,23 @@ export class H2Session extends EventEmitter {
 
   /** A connection error: GOAWAY with `code`, then every stream fails. */
   #protocolError(err: H2Error) {
-    const lastId = Math.max(0, this.#nextId - 2);
+    const lastId = this.role === 'server' ? this.#lastPeerId : 0;
     this.#write(frame(Frame.GOAWAY, 0, 0, Buffer.concat([u32(lastId), u32(err.h2Code ?? PROTOCOL_ERROR)])));
     this.#destroy(err, true);
   }
 
   #receive(chunk: Buffer) {
+    if (this.#prefaceLeft) {
+      const n = Math.min(this.#prefaceLeft, chunk.length);
+      const at = PREFACE.length - this.#prefaceLeft;
+      if (!chunk.subarray(0, n).equals(PREFACE.subarray(at, at + n))) {
+        this.#destroy(new H2Error('not an HTTP/2 client preface', 'ERR_HTTP2_ERROR'), true);
+        return;
+      }
+      this.#prefaceLeft -= n;
+      chunk = chunk.subarray(n);
+      if (!chunk.length) return;
+    }
     this.#inbox.push(chunk);
     this.#inboxLength += chunk.length;
     while (this.#inboxLength >= 9 && !this.destroyed) {
@@ -703,6 +763,23 @@ export class H2Session extends EventEmitter {
   #headers(streamId: number, block: Buffer, endStream: boolean) {
     // Decoded even for a stream we no longer track: the table is the connection's.
     const headers = toHeaders(this.#decoder.decode(block));
-    this.#streams.get(streamId)?.onHeaders(headers, endStream);
+    const known = this.#streams.get(streamId);
+    if (known || this.role === 'client') {
+      known?.onHeaders(headers, endStream);
+      return;
+    }
+    // A server's new stream: a client's ids are odd and rise; a lower one is a stream that is over.
+    if (streamId % 2 === 0) throw new H2Error(`a client opened stream ${streamId}`, undefined, PROTOCOL_ERROR);
+    if (streamId <= this.#lastPeerId) return;
+    this.#lastPeerId = streamId;
+    if (this.#closing) {
+      this.#write(frame(Frame.RST_STREAM, 0, streamId, u32(REFUSED_STREAM)));
+      return;
+    }
+    const stream = new H2Stream(streamId, this, this.#peerInitialWindow);
+    this.#streams.set(streamId, stream);
+    stream.onHeaders(headers, false);
+    this.emit('stream', stream, headers);
+    if (endStream) stream.onRemoteEnd();
   }
 }

@@ -1,7 +1,7 @@
 /** The standard gRPC health service, served by every daemon beside its own API. */
 import { type HealthCheckRequest, HealthCheckResponse_ServingStatus as Serving, HealthService } from '@ctr/api/health';
-import type { ServiceBinding } from './grpc.js';
-import { implement } from './grpc.js';
+import type { ServiceBinding } from './grpc-impl.js';
+import { implement } from './grpc-impl.js';
 import { notFound } from './errors.js';
 
 export { Serving };
