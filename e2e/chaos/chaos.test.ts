@@ -154,7 +154,7 @@ describe('chaos', () => {
       const left: string[] = [];
       for await (const page of readStream(snapshots.list({ filters: [] })))
         for (const s of page.info) if (s.labels['ctr.container']) left.push(s.name);
-      expect(left).toEqual([]);
+      expect(left, `container snapshots left: ${left.join(' ')}`).toEqual([]);
       expect(
         (await readdir(join(engine.state, 'shims')).catch(() => [])).filter((n) => !n.startsWith('warm-')),
       ).toEqual([]);

@@ -6,6 +6,7 @@
  * container-service while containers run and exit.
  */
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -21,6 +22,8 @@ import {
   type TestEngine,
   waitFor,
 } from '@ctr/testkit';
+import { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
+import { readStream } from '@ctr/common/grpc-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 let fx: EngineAndRegistry;
@@ -364,6 +367,25 @@ describe('warm shims', () => {
     await waitFor(async () => (await warmShims()).length === 1, 'a new warm shim');
     expect(await warmShims()).not.toContain(spare);
     await ok(['rm', '-f', id]);
+  }, 60_000);
+});
+
+describe('snapshots of creates cut short', () => {
+  it("one a dead service had asked for, made only after its successor's first sweep, is swept soon after", async () => {
+    await engine.crashService('container-service');
+    // As a prepare still in flight when its caller died: labelled for a container nobody records.
+    const owner = randomBytes(32).toString('hex');
+    const snapshots = engine.client(SnapshotsService, 'snapshotter');
+    await snapshots.prepare({ key: `orphan-${owner}`, parent: '', labels: { 'ctr.container': owner } });
+    const keys = async () => {
+      const out: string[] = [];
+      for await (const page of readStream(snapshots.list({ filters: [] }))) for (const s of page.info) out.push(s.name);
+      return out;
+    };
+    expect(await keys()).toContain(`orphan-${owner}`);
+    await waitFor(async () => !(await keys()).includes(`orphan-${owner}`), 'the orphan to be swept', {
+      timeoutMs: 10_000,
+    });
   }, 60_000);
 });
 

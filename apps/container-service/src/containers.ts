@@ -212,6 +212,9 @@ export class Containers {
   #restartTimers = new Map<string, NodeJS.Timeout>();
   #removing = new Set<string>();
   #closing = false;
+  /** Containers whose create is under way: their snapshot exists before their record. */
+  readonly #creating = new Set<string>();
+  #sweepTimer?: NodeJS.Timeout;
   #engine?: ShimEngine;
 
   readonly #warm: WarmShims;
@@ -278,6 +281,7 @@ export class Containers {
     const dir = layout.containerDir(id);
     const undo: (() => Promise<unknown>)[] = [];
     const anonymous: string[] = [];
+    this.#creating.add(id);
     try {
       await mkdir(dir, { recursive: true, mode: 0o710 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
@@ -358,6 +362,8 @@ export class Containers {
     } catch (err) {
       for (const u of undo.reverse()) await u().catch(() => undefined);
       throw err;
+    } finally {
+      this.#creating.delete(id);
     }
   }
 
@@ -797,7 +803,7 @@ export class Containers {
   }
 
   /** Ends the container's shim (it holds no running task by now); in a group, its task and link go. */
-  async #dropShim(id: string) {
+  async #dropShim(id: string, taskGone?: () => void) {
     const group = await readlink(this.d.layout.shimDir(id)).catch(() => undefined);
     if (group !== undefined) {
       // The last member ends its group; nobody joins a group that is ending. (A group this
@@ -808,6 +814,7 @@ export class Containers {
       if (last) this.#groups.delete(group);
       const shim = await this.#shim(id).catch(() => undefined);
       if (!shim || !(await this.#deleteTask(shim, id))) await this.#afterDeadShim(id);
+      taskGone?.();
       shim?.close();
       this.#shims.delete(id);
       this.#newShims.delete(id);
@@ -816,8 +823,13 @@ export class Containers {
       return;
     }
     const shim = await this.#shim(id).catch(() => undefined);
-    if (shim && (await this.#deleteTask(shim, id))) await shim.shutdown({ id, now: true }).catch(() => undefined);
-    else await this.#afterDeadShim(id);
+    if (shim && (await this.#deleteTask(shim, id))) {
+      taskGone?.();
+      await shim.shutdown({ id, now: true }).catch(() => undefined);
+    } else {
+      await this.#afterDeadShim(id);
+      taskGone?.();
+    }
     shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
@@ -901,11 +913,26 @@ export class Containers {
     c.networks = [];
     c.ports = [];
     this.d.store.putContainer(rec);
-    await this.#release(id);
+    // A --rm container's layer goes as soon as its task (which had it mounted) is deleted, while its
+    // shim ends and its namespace goes: `run --rm` waits for the whole removal.
+    let snapshotGone: Promise<void> | undefined;
+    const autoRemove = Boolean(c.config?.autoRemove) && !this.#removing.has(id) && !this.#closing;
+    await this.#release(
+      id,
+      autoRemove
+        ? () => {
+            snapshotGone = this.#removeSnapshot(c);
+            snapshotGone.catch(() => undefined); // awaited (and reported) below
+          }
+        : undefined,
+    );
     this.#notify(id);
-    if (this.#removing.has(id) || this.#closing) return;
+    if (this.#removing.has(id) || this.#closing) {
+      await snapshotGone?.catch(() => undefined);
+      return;
+    }
     if (c.config?.autoRemove) {
-      await this.#remove(id, true).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
+      await this.#remove(id, true, snapshotGone).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
       return;
     }
     // The record as it is now: a stop (or a start) that came while the task was released has the last word.
@@ -913,12 +940,15 @@ export class Containers {
     if (now?.container.state?.status === 'exited') this.#maybeRestart(now);
   }
 
-  /** What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace. */
-  async #release(id: string) {
+  /**
+   * What a stopped task leaves: its shim (with the task's cgroup and mount) and its namespace.
+   * `taskGone` is called once the task is deleted (its rootfs unmounted), before the shim has ended.
+   */
+  async #release(id: string, taskGone?: () => void) {
     this.#released.delete(id);
     // The task is gone, so its namespace has no user left: both go at once.
     await Promise.all([
-      this.#dropShim(id),
+      this.#dropShim(id, taskGone),
       this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART).catch((err) => {
         if (!isNotFound(err)) this.d.log.warn({ err, id }, 'cannot remove the sandbox');
       }),
@@ -1099,7 +1129,18 @@ export class Containers {
   }
 
   /** Everything the container holds, in the reverse order of its making; the record goes last. */
-  async #remove(id: string, volumes: boolean) {
+  /** Removes a container's layer (a layer already gone is fine). */
+  #removeSnapshot(c: Container): Promise<void> {
+    return this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).then(
+      () => undefined,
+      (err) => {
+        if (!isNotFound(err)) throw err;
+      },
+    );
+  }
+
+  /** `snapshotGone`: the layer's removal, when the exit of a --rm container began it. */
+  async #remove(id: string, volumes: boolean, snapshotGone?: Promise<void>) {
     const rec = this.d.store.container(id);
     if (!rec) return;
     const c = rec.container;
@@ -1107,9 +1148,7 @@ export class Containers {
     // Released at its exit already, unless this service restarted since (or it never ran).
     if (!this.#released.delete(id)) await this.#release(id);
     await Promise.all([
-      this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).catch((err) => {
-        if (!isNotFound(err)) throw err;
-      }),
+      snapshotGone ?? this.#removeSnapshot(c),
       rm(c.bundlePath, { recursive: true, force: true }),
       rm(this.d.layout.containerDir(id), { recursive: true, force: true }),
       this.#shimsGoing.get(id),
@@ -1441,20 +1480,42 @@ export class Containers {
       if (!rec && !known.has(s.containerId) && !/^[0-9a-f]{64}$/.test(s.containerId)) continue;
       await this.d.networks.removeSandbox({ containerId: s.containerId }, THROUGH_RESTART).catch(() => undefined);
     }
-    // Snapshots of a create cut short. The snapshotter may still be starting: then the next start sweeps.
+    await this.#sweepSnapshots();
+    this.#warm.fill();
+  }
+
+  /**
+   * Removes snapshots of creates cut short: labelled for a container that has no record (and
+   * whose create is not under way here). Swept at start, and again a little later: a prepare
+   * that the service which died had asked for may be done only after the first sweep, and the
+   * snapshotter may still be starting (it is tried again until it answers).
+   */
+  async #sweepSnapshots(attempt = 0): Promise<void> {
+    clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
+    let swept = true;
     try {
-      const orphans: string[] = [];
+      const orphans: { key: string; owner: string }[] = [];
       for await (const page of this.d.snapshots.list({ filters: [`labels."${SNAPSHOT_LABEL}"`] })) {
         for (const info of page.info) {
           const owner = info.labels[SNAPSHOT_LABEL];
-          if (owner && !store.container(owner)) orphans.push(info.name);
+          if (owner) orphans.push({ key: info.name, owner });
         }
       }
-      for (const key of orphans) await this.d.snapshots.remove({ key }, THROUGH_RESTART).catch(() => undefined);
+      for (const { key, owner } of orphans) {
+        // Checked as each goes: a create may have begun (or ended) since the listing.
+        if (this.d.store.container(owner) || this.#creating.has(owner)) continue;
+        await this.d.snapshots.remove({ key }, THROUGH_RESTART).catch(() => undefined);
+      }
     } catch (err) {
-      log.warn({ err }, 'cannot list snapshots; orphans are swept on the next start');
+      swept = false;
+      if (attempt === 0)
+        this.d.log.warn({ err }, 'cannot list snapshots yet; orphans are swept when the snapshotter answers');
     }
-    this.#warm.fill();
+    // Once more after a first success; until the snapshotter answers otherwise (a minute at most).
+    if (this.#closing || (swept && attempt > 0) || attempt >= 30) return;
+    this.#sweepTimer = setTimeout(() => void this.#sweepSnapshots(attempt + 1), 2000);
+    this.#sweepTimer.unref();
   }
 
   /** Starts containers whose policy says so when the engine comes up (docker's daemon start). */
@@ -1472,6 +1533,7 @@ export class Containers {
   /** A clean stop: containers run on, their shims with them; the warm shims end. */
   async close(): Promise<void> {
     this.#closing = true;
+    clearTimeout(this.#sweepTimer);
     for (const t of this.#restartTimers.values()) clearTimeout(t);
     for (const s of this.#shims.values()) s.close();
     await Promise.all([this.#warm.close(), ...this.#shimsGoing.values()]);
