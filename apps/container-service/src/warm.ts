@@ -11,6 +11,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@ctr/common/log';
+import { renice } from '@ctr/common/priority';
 import { connectShim, removeShimDir, type ShimClient, type ShimEngine, startShim } from '@ctr/shim-client';
 
 export const WARM_PREFIX = 'warm-';
@@ -29,6 +30,8 @@ interface Spare {
 export class WarmShims {
   #ready: Spare[] = [];
   #booting = new Set<Promise<void>>();
+  /** The pids of spares still booting (at the warm shims' lower priority). */
+  #bootingPids = new Set<number>();
   #closed = false;
 
   constructor(
@@ -47,8 +50,16 @@ export class WarmShims {
 
   async #boot(): Promise<void> {
     const name = `${WARM_PREFIX}${randomBytes(6).toString('hex')}`;
+    let pid = 0;
     try {
-      const s = await startShim(await this.engine(), name, { warm: true });
+      const s = await startShim(await this.engine(), name, {
+        warm: true,
+        onSpawn: (p) => {
+          pid = p;
+          this.#bootingPids.add(p);
+        },
+      });
+      this.#bootingPids.delete(pid);
       // A few calls while nobody waits: the shim's first answers (its gRPC paths still cold) are slow.
       for (let i = 0; i < 3; i++) await s.client.state({ id: name, execId: '' }).catch(() => undefined);
       const spare = { name, client: s.client };
@@ -59,6 +70,7 @@ export class WarmShims {
         void s.exited.then(() => this.#died(spare));
       }
     } catch (err) {
+      this.#bootingPids.delete(pid);
       this.log.warn({ err }, 'a warm shim did not start');
     }
   }
@@ -73,7 +85,11 @@ export class WarmShims {
    * shim hosts anything; if it fails, the spare ends.
    */
   async take(id: string): Promise<{ client: ShimClient; bound: Promise<void> } | undefined> {
-    if (!this.#ready.length && this.#booting.size) await Promise.race(this.#booting);
+    if (!this.#ready.length && this.#booting.size) {
+      // A start waits for it now: it boots at full priority from here.
+      for (const pid of this.#bootingPids) renice(0, pid);
+      await Promise.race(this.#booting);
+    }
     const spare = this.#ready.shift();
     this.fill();
     if (!spare) return undefined;

@@ -22,7 +22,9 @@ import { type LeanServer, serveH2, socketAlive } from '@ctr/common/grpc-server';
 import { HealthReporter, Serving } from '@ctr/common/health';
 import { createLogger } from '@ctr/common/log';
 import { validateId } from '@ctr/common/names';
+import { renice } from '@ctr/common/priority';
 import { EventPublisher } from '@ctr/common/publisher';
+import { WARM_NICE } from '@ctr/shim-client';
 import { setChildSubreaper } from '@ctr/sys';
 import { hostCgroupInfo } from './init/host-cgroups.js';
 import { rehearsePlan } from './init/plan.js';
@@ -54,6 +56,8 @@ async function main() {
     process.exit(2);
   }
 
+  // A warm shim boots behind the work that runs meanwhile (its starter set its first thread; these are the rest).
+  if (warm) renice(WARM_NICE);
   const base = createLogger({ name: 'shim', level: config.log.level });
   let log = base.child({ shim: id });
   const paths = layout(config);
@@ -156,6 +160,8 @@ async function main() {
     if (await socketAlive(paths.shimSocket(to))) throw alreadyExists(`container ${to} already has a shim`);
     await rm(target, { recursive: true, force: true });
     await rename(dir, target);
+    // Its container's now: at the priority of everything else.
+    renice(0);
     log.info({ container: to }, 'bound to its container');
     id = to;
     dir = target;

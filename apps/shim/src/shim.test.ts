@@ -12,7 +12,7 @@ import type { AttachResponse } from '@ctr/api/shim/v1/shim';
 import { Status } from '@ctr/api/shim/v1/shim';
 import { EventBus, type Envelope } from '@ctr/common/events';
 import { defaultSpec, type Spec } from '@ctr/oci';
-import { connectShim, type RunningShim, type ShimClient, startShim, stopTask } from '@ctr/shim-client';
+import { connectShim, type RunningShim, type ShimClient, startShim, stopTask, WARM_NICE } from '@ctr/shim-client';
 import { childrenOf, readProcStat } from '@ctr/sys';
 import { buildBusyboxRootfs, findLeaks, randomInstance, run, signal, TestNats, waitFor } from '@ctr/testkit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -459,6 +459,9 @@ describe('the shim process', () => {
       .map(Number);
     expect(existsSync(join(engine.state, 'shims', 'warm-a'))).toBe(false);
     expect(await readFile(join(engine.state, 'shims', 'bound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
+    // A spare boots behind other work, every thread of it; bound, it is at everyone's priority.
+    expect(new Set(await threadNices(sparePid))).toEqual(new Set([WARM_NICE]));
+    expect(new Set(await threadNices(boundPid))).toEqual(new Set([0]));
     const bound = await reconnect('bound', boundPid);
     // Bind moves a shim while it hosts nothing, never one that runs a task.
     await expect(bound.client.bind({ id: 'other' })).resolves.toEqual({});
@@ -539,6 +542,14 @@ describe('with runc as the runtime', () => {
     expect(runcState.stdout.trim()).toBe('');
   });
 });
+
+/** The nice value of each thread of `pid` (field 19 of /proc/<pid>/task/<tid>/stat). */
+async function threadNices(pid: number): Promise<number[]> {
+  const tids = await readdir(`/proc/${pid}/task`);
+  const stats = await Promise.all(tids.map((t) => readFile(`/proc/${pid}/task/${t}/stat`, 'utf8').catch(() => '')));
+  // After the command's closing parenthesis, fields 3 onwards: nice is the 19th field.
+  return stats.filter(Boolean).map((s) => Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[16]));
+}
 
 /** Reconnects to a shim that is already running (what container-service does after its restart). */
 async function reconnect(id: string, pid: number): Promise<Omit<RunningShim, 'exited'>> {
