@@ -1,4 +1,5 @@
 /** The events' types and topics, apart from any NATS client (the shim publishes with its own). */
+import { randomUUID } from 'node:crypto';
 import { Envelope } from '@ctr/api/events/v1/events';
 
 export { Envelope };
@@ -23,4 +24,21 @@ export function topicMatches(filter: string, topic: string): boolean {
     if (i >= t.length || (f[i] !== '*' && f[i] !== t[i])) return false;
   }
   return f.length === t.length;
+}
+
+/** A new event's envelope, stamped with its id, time, instance and publishing process. */
+export function newEnvelope<C extends EventCase>(
+  instance: string,
+  source: string,
+  eventCase: C,
+  value: EventOf<C>,
+): Envelope {
+  return {
+    id: randomUUID(),
+    timestamp: new Date(),
+    instance,
+    source,
+    topic: topicOf(eventCase),
+    event: { $case: eventCase, value } as Event,
+  };
 }

@@ -1,18 +1,3 @@
-/**
- * The event bus: typed events on NATS subject `ctr.<instance>.events.<topic>`,
- * kept by a JetStream stream.
- *
- * - publish() never loses an event it accepted: events wait in an outbox and
- *   are sent one at a time until JetStream acknowledges them, across NATS
- *   restarts. Each carries its envelope id as the JetStream message id, so a
- *   retry after a lost acknowledgement is dropped as a duplicate by the server.
- * - consume() is a durable consumer: it resumes where it stopped after its
- *   process or NATS restarts, acknowledges after the handler returns, and
- *   drops redeliveries it has already handled.
- * - subscribe() follows live events, or replays from a time, with an
- *   ephemeral ordered consumer.
- */
-import { randomUUID } from 'node:crypto';
 import {
   AckPolicy,
   DeliverPolicy,
@@ -25,7 +10,7 @@ import {
 } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Envelope } from '@ctr/api/events/v1/events';
-import { type Event, type EventCase, type EventOf, topicMatches, topicOf } from './event-types.js';
+import { type EventCase, type EventOf, newEnvelope, topicMatches } from './event-types.js';
 import { eventStream, eventSubject, eventSubjectAll } from './names.js';
 import type { Logger } from './log.js';
 
@@ -140,14 +125,7 @@ export class EventBus {
    */
   publish<C extends EventCase>(eventCase: C, value: EventOf<C>): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('event bus is closed'));
-    const envelope: Envelope = {
-      id: randomUUID(),
-      timestamp: new Date(),
-      instance: this.opts.instance,
-      source: this.opts.source,
-      topic: topicOf(eventCase),
-      event: { $case: eventCase, value } as Event,
-    };
+    const envelope = newEnvelope(this.opts.instance, this.opts.source, eventCase, value);
     const data = Envelope.encode(envelope).finish();
     return new Promise((resolve) => {
       this.#outbox.push({ envelope, data, resolve });

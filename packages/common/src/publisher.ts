@@ -13,9 +13,9 @@
  * a lost acknowledgement carries the same message id, which the stream drops
  * as a duplicate.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { Envelope, type EventCase, type EventOf, topicOf } from './event-types.js';
+import { Envelope, type EventCase, type EventOf, newEnvelope } from './event-types.js';
 import type { Logger } from './log.js';
 import { eventSubject } from './names.js';
 
@@ -76,14 +76,7 @@ export class EventPublisher {
   /** Queues an event; resolves once JetStream stored it (never rejects for a NATS outage). */
   publish<C extends EventCase>(eventCase: C, value: EventOf<C>): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('event publisher is closed'));
-    const envelope: Envelope = {
-      id: randomUUID(),
-      timestamp: new Date(),
-      instance: this.opts.instance,
-      source: this.opts.source,
-      topic: topicOf(eventCase),
-      event: { $case: eventCase, value } as Envelope['event'],
-    };
+    const envelope = newEnvelope(this.opts.instance, this.opts.source, eventCase, value);
     const data = Envelope.encode(envelope).finish();
     return new Promise((resolve) => {
       this.#outbox.push({ id: envelope.id, subject: eventSubject(this.opts.instance, envelope.topic), data, resolve });
