@@ -13,6 +13,12 @@ import { childrenOf, readProcStat, reapChild } from '@ctr/sys';
 export class Reaper {
   #spawned = new Set<number>();
   #adopted = new Map<number, (status: number) => void>();
+  /**
+   * Orphans reaped before anyone adopted them, with their statuses: runc's
+   * `exec -d` hands a process over by its pid file, which is read after the
+   * process may have exited and been reaped here (its status was lost, 255).
+   */
+  #unclaimed = new Map<number, { status: number; at: number }>();
   #sweeping = false;
   #again = false;
   readonly #timer: NodeJS.Timeout;
@@ -34,9 +40,24 @@ export class Reaper {
 
   /** Waits for a re-parented process; resolves with its raw wait status. */
   adopt(pid: number): Promise<number> {
+    const early = this.#unclaimed.get(pid);
+    if (early) {
+      this.#unclaimed.delete(pid);
+      return Promise.resolve(early.status);
+    }
     const p = new Promise<number>((resolve) => this.#adopted.set(pid, resolve));
     void this.sweep();
     return p;
+  }
+
+  /** Kept a minute (a pid is not reused that fast here), at most 1024. */
+  #keepUnclaimed(pid: number, status: number) {
+    const now = Date.now();
+    this.#unclaimed.set(pid, { status, at: now });
+    for (const [p, u] of this.#unclaimed) {
+      if (this.#unclaimed.size <= 1024 && now - u.at < 60_000) break;
+      this.#unclaimed.delete(p);
+    }
   }
 
   async sweep(): Promise<void> {
@@ -63,8 +84,14 @@ export class Reaper {
         for (const pid of await childrenOf('self')) {
           if (this.#spawned.has(pid) || this.#adopted.has(pid)) continue;
           if ((await readProcStat(pid))?.state !== 'Z') continue;
+          // Adopted while its state was read: the adopted loop takes it on the next round.
+          if (this.#adopted.has(pid)) {
+            this.#again = true;
+            continue;
+          }
           try {
-            reapChild(pid);
+            const status = reapChild(pid);
+            if (status !== undefined) this.#keepUnclaimed(pid, status);
           } catch {
             // Gone meanwhile.
           }
