@@ -600,12 +600,11 @@ export class Containers {
       };
     }
     const special = mode === 'host' || mode === 'none';
-    const sandbox = await networks.createSandbox({
-      containerId: c.id,
-      mode: special ? mode : 'bridge',
-      containerName: c.name,
-    });
+    // A bridge namespace is made by the attach itself (one call less on every start); its undo is in place first.
     undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
+    let netnsPath = special
+      ? (await networks.createSandbox({ containerId: c.id, mode, containerName: c.name })).netnsPath
+      : '';
     if (!special) {
       const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
       const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
@@ -632,6 +631,9 @@ export class Containers {
         macAddress: '',
         interfaceName: '',
       });
+      // Never the host's namespace by mistake: a bridge container has its own, or does not start.
+      if (!ep.netnsPath) throw new Error(`network-service gave container ${c.id} no network namespace`);
+      netnsPath = ep.netnsPath;
       attachments.push({
         networkId: ep.networkId,
         networkName: ep.networkName,
@@ -669,7 +671,7 @@ export class Containers {
       writeFile(files.hostname, `${names.hostname}\n`, { mode: 0o644 }),
     ]);
     return {
-      netns: mode === 'host' ? 'host' : sandbox.netnsPath,
+      netns: mode === 'host' ? 'host' : netnsPath,
       names: files,
       attachments,
       ports,
