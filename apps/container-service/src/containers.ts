@@ -1130,7 +1130,6 @@ export class Containers {
     });
   }
 
-  /** Everything the container holds, in the reverse order of its making; the record goes last. */
   /** Removes a container's layer (a layer already gone is fine). */
   #removeSnapshot(c: Container): Promise<void> {
     return this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).then(
@@ -1141,7 +1140,10 @@ export class Containers {
     );
   }
 
-  /** `snapshotGone`: the layer's removal, when the exit of a --rm container began it. */
+  /**
+   * Everything the container holds, in the reverse order of its making; the record goes last.
+   * `snapshotGone`: the layer's removal, when the exit of a --rm container began it.
+   */
   async #remove(id: string, volumes: boolean, snapshotGone?: Promise<void>) {
     const rec = this.d.store.container(id);
     if (!rec) return;
@@ -1497,14 +1499,14 @@ export class Containers {
     this.#sweepTimer = undefined;
     let swept = true;
     try {
-      const orphans: { key: string; owner: string }[] = [];
+      const labelled: { key: string; owner: string }[] = [];
       for await (const page of this.d.snapshots.list({ filters: [`labels."${SNAPSHOT_LABEL}"`] })) {
         for (const info of page.info) {
           const owner = info.labels[SNAPSHOT_LABEL];
-          if (owner) orphans.push({ key: info.name, owner });
+          if (owner) labelled.push({ key: info.name, owner });
         }
       }
-      for (const { key, owner } of orphans) {
+      for (const { key, owner } of labelled) {
         // Checked as each goes: a create may have begun (or ended) since the listing.
         if (this.d.store.container(owner) || this.#creating.has(owner)) continue;
         await this.d.snapshots.remove({ key }, THROUGH_RESTART).catch(() => undefined);

@@ -59,7 +59,6 @@ export class WarmShims {
           this.#bootingPids.add(p);
         },
       });
-      this.#bootingPids.delete(pid);
       // A few calls while nobody waits: the shim's first answers (its gRPC paths still cold) are slow.
       for (let i = 0; i < 3; i++) await s.client.state({ id: name, execId: '' }).catch(() => undefined);
       const spare = { name, client: s.client };
@@ -70,8 +69,9 @@ export class WarmShims {
         void s.exited.then(() => this.#died(spare));
       }
     } catch (err) {
-      this.#bootingPids.delete(pid);
       this.log.warn({ err }, 'a warm shim did not start');
+    } finally {
+      this.#bootingPids.delete(pid);
     }
   }
 

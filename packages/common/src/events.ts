@@ -1,3 +1,17 @@
+/**
+ * The event bus: typed events on NATS subject `ctr.<instance>.events.<topic>`,
+ * kept by a JetStream stream.
+ *
+ * - publish() never loses an event it accepted: events wait in an outbox and
+ *   are sent one at a time until JetStream acknowledges them, across NATS
+ *   restarts. Each carries its envelope id as the JetStream message id, so a
+ *   retry after a lost acknowledgement is dropped as a duplicate by the server.
+ * - consume() is a durable consumer: it resumes where it stopped after its
+ *   process or NATS restarts, acknowledges after the handler returns, and
+ *   drops redeliveries it has already handled.
+ * - subscribe() follows live events, or replays from a time, with an
+ *   ephemeral ordered consumer.
+ */
 import {
   AckPolicy,
   DeliverPolicy,

@@ -5,7 +5,7 @@ import { ContainersService, TasksService } from '@ctr/api/containers/v1/containe
 import { EventsService, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKind, notFound, unavailable } from './errors.js';
-import { claimSocket, dial, implement, readStream, type ServiceBinding, serve } from './grpc.js';
+import { claimSocket, dial, implement, readStream, serve } from './grpc.js';
 import { serveH2 } from './grpc-server.js';
 import { answeredByDaemon, dialH2 } from './grpc-client.js';
 
@@ -60,12 +60,11 @@ describe.each([
 
 // Every test runs with both clients, grpc-js's (daemons) and grpc-client.ts's (ctrctl), against both
 // servers, grpc-js's (daemons) and grpc-server.ts's (the shim).
-const serveOwn = (socket: string, bindings: ServiceBinding[]) => serveH2(socket, bindings);
 describe.each([
   ['grpc-js', 'grpc-js', dial, serve],
   ['h2.ts', 'grpc-js', dialH2, serve],
-  ['grpc-js', 'grpc-server.ts', dial, serveOwn],
-  ['h2.ts', 'grpc-server.ts', dialH2, serveOwn],
+  ['grpc-js', 'grpc-server.ts', dial, serveH2],
+  ['h2.ts', 'grpc-server.ts', dialH2, serveH2],
 ] as const)('gRPC on unix sockets, %s client, %s server', (clientName, serverName, dial, serveWith) => {
   const _name = `${clientName}-${serverName}`;
   it('serves on a 0660 socket and carries typed errors both ways', async () => {

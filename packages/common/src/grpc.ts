@@ -2,12 +2,14 @@
  * gRPC on unix sockets, shared by every daemon and client.
  *
  * Servers: `serve` claims a socket (removing a stale one, refusing one that is
- * alive), binds it mode 0660 and registers services built with `implement`,
- * whose async handlers throw CtrErrors that become status codes here, once.
- * Clients: `dial` returns a promise-based client typed from the generated
- * service definition; unary calls carry a deadline and retry UNAVAILABLE
- * (a daemon restarting) for as long as the caller allows. grpc-client.ts has
- * the same clients without grpc-js (`dialH2`), for ctrctl's start-up.
+ * alive), binds it mode 0660 and registers services built with `implement`
+ * (grpc-impl.ts), whose async handlers throw CtrErrors that become status
+ * codes there, once. Clients: `dial` returns a promise-based client typed from
+ * the generated service definition; unary calls carry a deadline and retry
+ * UNAVAILABLE (a daemon restarting) for as long as the caller allows.
+ * Without grpc-js, for the processes whose start is paid again and again:
+ * grpc-client.ts has the same clients (`dialH2`, ctrctl's) and grpc-server.ts
+ * the same server (`serveH2`, the shim's).
  */
 import { chmod, unlink } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -20,7 +22,6 @@ import {
   socketAddress,
 } from './grpc-client.js';
 import { type CtrError, fromGrpcError, GrpcCode, unavailable } from './errors.js';
-
 import type { ServiceBinding } from './grpc-impl.js';
 import { claimSocket } from './grpc-server.js';
 

@@ -1,16 +1,17 @@
 /**
- * An HTTP/2 client over a plain socket (h2c with prior knowledge, RFC 9113),
- * with its own HPACK (RFC 7541): what grpc-client.ts speaks gRPC on.
+ * HTTP/2 over a plain socket (h2c with prior knowledge, RFC 9113), with its
+ * own HPACK (RFC 7541): what grpc-client.ts (ctrctl) and grpc-server.ts (the
+ * shim) speak gRPC on. One H2Session plays either part.
  *
  * node:http2 loads node:tls with it, some 30 ms of a CLI's start here (a
  * bare Node starts in 30), which every ctrctl command paid before its first
- * byte. A client that makes a few calls on one unix socket needs little of
- * HTTP/2: streams it opens itself, flow control both ways, SETTINGS, PING,
- * GOAWAY and RST_STREAM. Left out: server push (refused in our SETTINGS),
- * priorities (ignored, as RFC 9113 allows) and TLS.
+ * byte, and every shim's boot too. A few calls on one unix socket need little
+ * of HTTP/2: streams, flow control both ways, SETTINGS, PING, GOAWAY and
+ * RST_STREAM. Left out: server push (refused in our SETTINGS), priorities
+ * (ignored, as RFC 9113 allows) and TLS.
  *
- * Headers are sent as literals that are never added to a table (a server's
- * table size does not matter then); a server's are decoded in full: static
+ * Headers are sent as literals that are never added to a table (the peer's
+ * table size does not matter then); the peer's are decoded in full: static
  * and dynamic tables, Huffman strings.
  */
 import { EventEmitter } from 'node:events';
@@ -37,7 +38,6 @@ const END_HEADERS = 0x4;
 const PADDED = 0x8;
 const PRIORITY_FLAG = 0x20;
 
-const SETTING_HEADER_TABLE_SIZE = 0x1;
 const SETTING_ENABLE_PUSH = 0x2;
 const SETTING_INITIAL_WINDOW_SIZE = 0x4;
 const SETTING_MAX_FRAME_SIZE = 0x5;
@@ -718,9 +718,8 @@ export class H2Session extends EventEmitter {
             for (const s of this.#streams.values()) s.sendWindow += delta;
           } else if (id === SETTING_MAX_FRAME_SIZE) {
             this.#peerMaxFrame = Math.min(value, 1 << 20);
-          } else if (id === SETTING_HEADER_TABLE_SIZE) {
-            // Our encoder adds nothing to the server's table: its size does not matter to us.
           }
+          // HEADER_TABLE_SIZE does not matter to us: our encoder adds nothing to the peer's table.
         }
         this.#write(frame(Frame.SETTINGS, ACK, 0));
         this.flush();

@@ -9,11 +9,11 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShimService, Status } from '@ctr/api/shim/v1/shim';
 import { layout } from '@ctr/common/config';
+import { renice } from '@ctr/common/priority';
 import { failedPrecondition, internal, isNotFound } from '@ctr/common/errors';
 import { type ApiClient, dial, socketAlive } from '@ctr/common/grpc';
 
@@ -101,13 +101,7 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   });
   if (child.pid) {
     // Its first thread now, so the threads Node starts inherit it; the shim sets any it already has.
-    if (opts.warm) {
-      try {
-        setPriority(child.pid, WARM_NICE);
-      } catch {
-        // Gone already: the wait below reports it.
-      }
-    }
+    if (opts.warm) renice(WARM_NICE, child.pid);
     opts.onSpawn?.(child.pid);
   }
   await out.close();
