@@ -21,9 +21,10 @@ describe('Reaper', () => {
       import { Reaper } from './dist/reaper.js';
       setChildSubreaper();
       const reaper = new Reaper();
-      // A grandchild that exits with 7 at once; its parent leaves, so it is ours to reap.
-      const pid = Number(execFileSync('sh', ['-c', '(exit 7) & echo $!']).toString().trim());
-      await new Promise((r) => setTimeout(r, 300));
+      // A grandchild whose parent leaves at once, so it is ours; it exits with 7 a little later (at once,
+      // it could end before its parent, which would reap it itself).
+      const pid = Number(execFileSync('sh', ['-c', '(sleep 0.1; exit 7) & echo $!']).toString().trim());
+      await new Promise((r) => setTimeout(r, 500));
       await reaper.sweep();
       const status = await reaper.adopt(pid);
       process.stdout.write(String(status >> 8));
