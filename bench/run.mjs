@@ -40,7 +40,7 @@ const GROUP = 10;
 const extraNotes = [];
 const root = process.cwd();
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-${process.pid}`;
-const CTRCTL = join(root, 'apps/ctrctl/dist/bundle/main.js');
+const CTRCTL = join(root, 'apps/ctrctl/dist/bundle/main.cjs');
 
 const exec = async (cmd, args, env = process.env) => {
   const { ms, stdout } = await timedRun(cmd, args, { env });

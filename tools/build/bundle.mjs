@@ -12,13 +12,22 @@
  * free of side effects, so a program that uses none of it (ctrctl talks
  * through @ctr/common/grpc-client) carries none of it.
  *
- *   node tools/build/bundle.mjs apps/ctrctl
+ * --format cjs bundles CommonJS instead (dist/bundle/main.cjs), which Node
+ * loads without its ES module loader and whose code V8's compile cache then
+ * serves better: ctrctl (`ps -q` in 40 ms rather than 45) and the shim (a
+ * boot of 76 ms of CPU rather than 107) are built so.
+ *
+ *   node tools/build/bundle.mjs apps/ctrctl [--format cjs]
  */
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'rolldown';
 
 const project = resolve(process.argv[2] ?? '.');
+const at = process.argv.indexOf('--format');
+const format = at > 0 ? process.argv[at + 1] : 'esm';
+if (format !== 'esm' && format !== 'cjs') throw new Error(`--format ${format}: esm or cjs`);
+const ext = format === 'cjs' ? 'cjs' : 'js';
 const out = join(project, 'dist/bundle');
 rmSync(out, { recursive: true, force: true });
 await build({
@@ -33,5 +42,5 @@ await build({
     moduleSideEffects: (id, external) =>
       !(external && id.startsWith('node:')) && !id.includes('/node_modules/@grpc/grpc-js/'),
   },
-  output: { dir: out, format: 'esm', entryFileNames: 'main.js', chunkFileNames: '[name]-[hash].js' },
+  output: { dir: out, format, entryFileNames: `main.${ext}`, chunkFileNames: `[name]-[hash].${ext}` },
 });

@@ -73,11 +73,11 @@ async function main() {
           results.ctr.push(
             await run(
               process.execPath,
-              [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.js'), 'pull', '-q', ref],
+              [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.cjs'), 'pull', '-q', ref],
               ctrEnv,
             ),
           );
-          await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.js'), 'rmi', ref], ctrEnv);
+          await run(process.execPath, [join(process.cwd(), 'apps/ctrctl/dist/bundle/main.cjs'), 'rmi', ref], ctrEnv);
         } else {
           results.containerd.push(await run(ctr, [...cd, 'images', 'pull', '--plain-http', ref]));
           await run(ctr, [...cd, 'images', 'rm', '--sync', ref]);

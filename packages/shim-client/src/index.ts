@@ -39,14 +39,14 @@ export interface RunningShim {
 
 /**
  * How the shim is run: CTR_SHIM (a JS entry or an executable), else the
- * shim's bundle (apps/shim/dist/bundle/main.js, which boots in about half the
+ * shim's bundle (apps/shim/dist/bundle/main.cjs, which boots in about half the
  * time of its modules loaded one by one) or its modules, on this Node.
  */
 function shimCommand(): [string, string[]] {
   const fromEnv = process.env.CTR_SHIM;
-  if (fromEnv && !fromEnv.endsWith('.js')) return [fromEnv, []];
+  if (fromEnv && !/\.c?js$/.test(fromEnv)) return [fromEnv, []];
   const dist = (p: string) => fileURLToPath(new URL(`../../../apps/shim/dist/${p}`, import.meta.url));
-  const main = fromEnv ?? [dist('bundle/main.js'), dist('main.js')].find((p) => existsSync(p));
+  const main = fromEnv ?? [dist('bundle/main.cjs'), dist('main.js')].find((p) => existsSync(p));
   if (!main || !existsSync(main))
     throw internal(`the shim is not built (${main ?? dist('main.js')}): run nx run shim:build`);
   // A lean heap: a shim holds little, and a few MB of young generation is plenty.

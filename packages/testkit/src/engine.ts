@@ -40,7 +40,7 @@ export interface PastEvent {
 
 export const CTRD_MAIN = join(repoRoot, 'apps/supervisor/dist/main.js');
 /** ctrctl as a user runs it: its bundle. */
-export const CTRCTL_MAIN = join(repoRoot, 'apps/ctrctl/dist/bundle/main.js');
+export const CTRCTL_MAIN = join(repoRoot, 'apps/ctrctl/dist/bundle/main.cjs');
 
 export class TestEngine {
   readonly root: string;
