@@ -1,8 +1,8 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readJsonFile, writeFileAtomic } from './fsutil.js';
+import { readJsonFile, writeFileAtomic, writeFileAtomicSync } from './fsutil.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'ctr-fsutil-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -14,6 +14,20 @@ describe('fsutil', () => {
     await writeFileAtomic(p, JSON.stringify({ a: 2 }));
     expect(await readJsonFile(p)).toEqual({ a: 2 });
     expect(readdirSync(join(dir, 'sub'))).toEqual(['state.json']);
+  });
+
+  it('writes whole files in one go too, with the mode asked for, and cleans up after a failure', async () => {
+    const p = join(dir, 'sync', 'meta.json');
+    writeFileAtomicSync(p, JSON.stringify({ b: 1 }));
+    writeFileAtomicSync(p, JSON.stringify({ b: 2 }), 0o644);
+    expect(await readJsonFile(p)).toEqual({ b: 2 });
+    // The mode of the file it replaced: the new one is made anew.
+    expect(statSync(p).mode & 0o777).toBe(0o644);
+    expect(readdirSync(join(dir, 'sync'))).toEqual(['meta.json']);
+    // A directory where the file should go: the rename fails, nothing is left beside it.
+    mkdirSync(join(dir, 'sync', 'taken.json'));
+    expect(() => writeFileAtomicSync(join(dir, 'sync', 'taken.json'), '{}')).toThrow();
+    expect(readdirSync(join(dir, 'sync')).sort()).toEqual(['meta.json', 'taken.json']);
   });
 
   it('reads a missing file as undefined but refuses a corrupt one', async () => {

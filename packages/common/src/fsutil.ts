@@ -3,6 +3,7 @@
  * target, fsync it, rename it over the target, fsync the directory. A kill -9
  * or a power cut at any instant leaves the old content or the new, never a mix.
  */
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -28,6 +29,37 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await d.sync();
   } finally {
     await d.close();
+  }
+}
+
+/**
+ * writeFileAtomic in one go on the calling thread: some 0.5 ms here, where the
+ * nine thread-pool trips of the other take 1 ms idle and 3-7 ms on a busy
+ * host. For small files on a path a start or an exit waits on (the
+ * snapshotter's metadata, a task's exit record).
+ */
+export function writeFileAtomicSync(path: string, data: string | Uint8Array, mode = 0o600): void {
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
+  try {
+    const fd = openSync(tmp, 'w', mode);
+    try {
+      writeFileSync(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  const d = openSync(dir, 'r');
+  try {
+    fsyncSync(d);
+  } finally {
+    closeSync(d);
   }
 }
 
