@@ -23,6 +23,15 @@ import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { build } from 'rolldown';
 
+/**
+ * No comments, and string literals escaped to ASCII: V8 holds a script's
+ * source as long as its functions may be compiled, one byte a character, but
+ * two for the whole script if one character is past Latin-1 (an en dash in a
+ * pino message, arrows in our comments). The shim's source so takes 0.5 MB of
+ * its heap rather than 1 MB.
+ */
+const LATIN1 = { charset: 'ascii', comments: false };
+
 const project = resolve(process.argv[2] ?? '.');
 const at = process.argv.indexOf('--format');
 const format = at > 0 ? process.argv[at + 1] : 'esm';
@@ -42,5 +51,5 @@ await build({
     moduleSideEffects: (id, external) =>
       !(external && id.startsWith('node:')) && !id.includes('/node_modules/@grpc/grpc-js/'),
   },
-  output: { dir: out, format, entryFileNames: `main.${ext}`, chunkFileNames: `[name]-[hash].${ext}` },
+  output: { dir: out, format, entryFileNames: `main.${ext}`, chunkFileNames: `[name]-[hash].${ext}`, ...LATIN1 },
 });
