@@ -110,15 +110,20 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
       signal.addEventListener('abort', onAbort);
       const limit = limiter(Math.max(1, opts.maxConcurrent || 3));
       const applied: Promise<void>[] = [];
+      const downloads: Promise<unknown>[] = [];
       let first: Promise<unknown> = Promise.resolve();
       try {
         manifest.layers.forEach((layer, i) => {
-          const fetch = () =>
-            fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest));
+          const fetch = async () => {
+            // Queued behind a layer that failed: nothing to start.
+            if (inner.signal.aborted) throw canceled('the pull was canceled');
+            await fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest));
+          };
           // The bottom layer downloads alone: unpacking starts with it, and the others
           // have the time it takes to unpack to come in.
           const downloaded = i === 0 ? limit(fetch) : first.then(() => limit(fetch));
           if (i === 0) first = downloaded.catch(() => undefined);
+          downloads.push(downloaded);
           const parent = applied[i - 1] ?? Promise.resolve();
           applied.push(
             Promise.all([downloaded, parent]).then(async () => {
@@ -140,7 +145,9 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
         );
       } catch (err) {
         inner.abort();
-        await Promise.allSettled(applied);
+        // The downloads too: those queued behind the bottom layer start when it fails, and the
+        // ingests to remove are only all known once every one has settled.
+        await Promise.allSettled([...applied, ...downloads]);
         throw err;
       } finally {
         signal.removeEventListener('abort', onAbort);
