@@ -2,7 +2,10 @@
  * Pull: resolve the reference, fetch the index or manifest, pick the
  * platform, fetch the config, then the layers, a few at a time, each handed
  * to the snapshotter the moment it and its parent are ready (the download of
- * layer n+1 overlaps the unpacking of layer n). Everything fetched is held by
+ * layer n+1 overlaps the unpacking of layer n). The bottom layer, whose
+ * download nothing else would overlap, is unpacked as it downloads: the
+ * snapshotter reads its ingest file as it grows (through a second name,
+ * which stays when the download is committed or fails). Everything fetched is held by
  * a lease until the image record points at it. A failure removes what the
  * pull stored and no image holds; a cancellation (the caller went away, the
  * service was killed) keeps the partial downloads, which the next pull
@@ -114,14 +117,36 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
       let first: Promise<unknown> = Promise.resolve();
       try {
         manifest.layers.forEach((layer, i) => {
+          let following: Promise<FollowedApply | undefined> | undefined;
           const fetch = async () => {
             // Queued behind a layer that failed: nothing to start.
             if (inner.signal.aborted) throw canceled('the pull was canceled');
-            await fetchBlob(images, repo, lease, layer, inner.signal, progress, (ingest) => ingests.push(ingest));
+            const follow =
+              i === 0 && opts.unpack
+                ? (dataPath: string) => {
+                    following = followApply(images, lease, layer, chains[0], diffIds[0], dataPath);
+                    following.catch(() => undefined);
+                  }
+                : undefined;
+            await fetchBlob(
+              images,
+              repo,
+              lease,
+              layer,
+              inner.signal,
+              progress,
+              (ingest) => ingests.push(ingest),
+              follow,
+            );
           };
-          // The bottom layer downloads alone: unpacking starts with it, and the others
-          // have the time it takes to unpack to come in.
-          const downloaded = i === 0 ? limit(fetch) : first.then(() => limit(fetch));
+          // The bottom layer downloads alone (and is unpacked as it does): the others have the
+          // time its unpacking takes to come in.
+          const fetched = i === 0 ? limit(fetch) : first.then(() => limit(fetch));
+          // A failed download settles once the snapshotter has given up what it read of it.
+          const downloaded = fetched.catch(async (err) => {
+            await (await following?.catch(() => undefined))?.abandon();
+            throw err;
+          });
           if (i === 0) first = downloaded.catch(() => undefined);
           downloads.push(downloaded);
           const parent = applied[i - 1] ?? Promise.resolve();
@@ -129,7 +154,10 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
             Promise.all([downloaded, parent]).then(async () => {
               images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer fetched');
               if (!opts.unpack) return progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size });
-              await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress);
+              // No follow when the blob was there already, or its file was gone before it could be linked.
+              const followed = await following?.catch(() => undefined);
+              if (followed) await followed.finish(progress);
+              else await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress);
               images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer applied');
             }),
           );
@@ -191,6 +219,9 @@ async function fetchSmallBlob(
  * Fetches a blob into the content store, resuming an earlier ingest of it
  * (HTTP Range from the ingest's offset) and again after a dropped connection.
  * Concurrent fetches of one digest (two pulls sharing a layer) run once.
+ * `onOpen` is given the ingest's file once it is open, before a byte of this
+ * fetch is written (not at all when the blob was there, or another fetch of
+ * it wrote it).
  */
 export async function fetchBlob(
   images: Images,
@@ -200,6 +231,7 @@ export async function fetchBlob(
   signal: AbortSignal,
   progress: (p: Progress) => void,
   onIngest: (ref: string) => void,
+  onOpen?: (dataPath: string) => void,
 ): Promise<void> {
   if (await images.leaseContent(lease, desc.digest)) {
     progress({ desc, state: 'exists', offset: desc.size, total: desc.size });
@@ -215,6 +247,7 @@ export async function fetchBlob(
       if (isAlreadyExists(err)) return;
       throw err;
     }
+    onOpen?.(w.dataPath);
     try {
       let failures = 0;
       let last = 0;
@@ -269,6 +302,90 @@ export async function fetchBlob(
   if (!(await images.content.has(desc.digest))) throw failedPrecondition(`blob ${desc.digest} was not fetched`);
 }
 
+interface FollowedApply {
+  /** Says the download is done and waits for the snapshot (its own failure, if it failed). */
+  finish(progress: (p: Progress) => void): Promise<void>;
+  /** Says the download is over short of the layer, and waits for the snapshotter to drop it. */
+  abandon(): Promise<void>;
+}
+
+/** How long a layer apply given up on has to answer before its call is cancelled. */
+const ABANDON_WAIT_MS = 10_000;
+
+/**
+ * ApplyLayer of a layer with no parent from its ingest file as the download
+ * writes it (the snapshotter follows the file). Undefined when its snapshot
+ * exists already.
+ */
+async function followApply(
+  images: Images,
+  lease: string,
+  layer: Descriptor,
+  chain: string,
+  diffId: string,
+  dataPath: string,
+): Promise<FollowedApply | undefined> {
+  // Linked first: a small layer's download may be done (and its file moved) within the checks.
+  const path = await images.content.followLink(dataPath);
+  await images.leaseSnapshot(lease, chain);
+  if (await snapshotExists(images, chain)) {
+    await images.content.dropFollowLink(path);
+    return undefined;
+  }
+  const { stream, response } = images.snapshots.applyLayer();
+  const settled = response
+    .then(
+      () => undefined,
+      (err) => err,
+    )
+    .finally(() => images.content.dropFollowLink(path).catch(() => undefined));
+  stream.write({
+    part: {
+      $case: 'header',
+      value: {
+        name: chain,
+        parent: '',
+        mediaType: layer.mediaType,
+        expectedDiffId: diffId,
+        path,
+        labels: { [LAYER_LABEL]: diffId },
+        follow: true,
+        size: BigInt(layer.size),
+      },
+    },
+  });
+  let ended = false;
+  const end = () => {
+    if (ended) return false;
+    ended = true;
+    stream.end();
+    return true;
+  };
+  return {
+    async finish(progress) {
+      progress({ desc: layer, state: 'extracting', offset: layer.size, total: layer.size });
+      end();
+      const err = await settled;
+      if (err && !isAlreadyExists(err)) throw err;
+      progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size, message: 'Pull complete' });
+    },
+    async abandon() {
+      if (!end()) return;
+      // A snapshotter that does not answer is not waited for long: the call is cancelled, which it
+      // notices (or, were it down, its next start drops the apply).
+      const timer = setTimeout(() => stream.cancel(), ABANDON_WAIT_MS);
+      await settled;
+      clearTimeout(timer);
+    },
+  };
+}
+
+const snapshotExists = (images: Images, chain: string) =>
+  images.snapshots
+    .stat({ key: chain }, { retryMs: 5000 })
+    .then(() => true)
+    .catch(() => false);
+
 async function applyLayer(
   images: Images,
   lease: string,
@@ -279,11 +396,7 @@ async function applyLayer(
   progress: (p: Progress) => void,
 ): Promise<void> {
   await images.leaseSnapshot(lease, chain);
-  const exists = await images.snapshots
-    .stat({ key: chain }, { retryMs: 5000 })
-    .then(() => true)
-    .catch(() => false);
-  if (exists) {
+  if (await snapshotExists(images, chain)) {
     progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size, message: 'Already exists' });
     return;
   }
@@ -299,6 +412,8 @@ async function applyLayer(
         expectedDiffId: diffId,
         path: images.content.blobPath(layer.digest),
         labels: { [LAYER_LABEL]: diffId },
+        follow: false,
+        size: 0n,
       },
     },
   });

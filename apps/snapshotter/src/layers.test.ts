@@ -56,7 +56,7 @@ function applyLayer(
   stream.write({
     part: {
       $case: 'header',
-      value: { mediaType: '', expectedDiffId: '', path: '', labels: {}, ...header },
+      value: { mediaType: '', expectedDiffId: '', path: '', labels: {}, follow: false, size: 0n, ...header },
     },
   });
   const send = (from: number, to = data?.length ?? 0) => {

@@ -72,6 +72,7 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
   if (store.has(h.name)) throw alreadyExists(`snapshot ${h.name} already exists`);
   if (h.path && !(await stat(h.path).catch(() => undefined))?.isFile())
     throw failedPrecondition(`layer file ${h.path} does not exist or is not a file`);
+  if (h.follow && (!h.path || h.size <= 0n)) throw invalidArgument('a followed layer needs its path and its size');
   const key = `${EXTRACT_PREFIX}${randomUUID()}/${h.name}`;
   const rec = await store.create('active', key, h.parent, {});
   try {
@@ -80,6 +81,7 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
       lowers: store.parents(rec).map((p) => store.fsDir(p.id)),
       expectedDiffId: h.expectedDiffId,
       path: h.path || undefined,
+      follow: h.follow ? { size: Number(h.size) } : undefined,
     };
     let result: Awaited<ReturnType<typeof applyLayer>>;
     try {

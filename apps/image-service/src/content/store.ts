@@ -14,9 +14,9 @@
  * the rest (HTTP Range). One writer per ref at a time; writers of a digest
  * already committed find it there.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
 import { writeFileAtomic } from '@ctr/common/fsutil';
@@ -56,18 +56,42 @@ async function fsyncDir(dir: string): Promise<void> {
 export class ContentStore {
   readonly blobsDir: string;
   readonly ingestDir: string;
+  /** Second names of ingest files that a reader follows as they grow (followLink). */
+  readonly followDir: string;
   readonly #busy = new Set<string>();
   readonly #inflight = new Map<string, Promise<unknown>>();
 
   constructor(root: string) {
     this.blobsDir = join(root, 'content', 'blobs', 'sha256');
     this.ingestDir = join(root, 'content', 'ingest');
+    this.followDir = join(root, 'content', 'follow');
   }
 
   async init(): Promise<this> {
     await mkdir(this.blobsDir, { recursive: true, mode: 0o700 });
     await mkdir(this.ingestDir, { recursive: true, mode: 0o700 });
+    // Links a crash left: nobody follows them any more.
+    await rm(this.followDir, { recursive: true, force: true });
+    await mkdir(this.followDir, { recursive: true, mode: 0o700 });
     return this;
+  }
+
+  /**
+   * A second name for an ingest's file (Writer.dataPath), which stays while
+   * the ingest is committed (moved) or removed: a reader in another process
+   * can open it whenever it comes to it and read the bytes as they are
+   * written. Rejects when the file is gone already. Remove it with
+   * dropFollowLink once the reader is done.
+   */
+  async followLink(dataPath: string): Promise<string> {
+    const path = join(this.followDir, randomUUID());
+    await link(dataPath, path);
+    return path;
+  }
+
+  async dropFollowLink(path: string): Promise<void> {
+    if (!path.startsWith(`${this.followDir}/`)) throw invalidArgument(`${path} is not a follow link`);
+    await rm(path, { force: true });
   }
 
   blobPath(digest: string): string {
@@ -222,6 +246,11 @@ export class Writer {
     readonly total: number,
     private readonly release: () => void,
   ) {}
+
+  /** The file the bytes go to, readable as it grows (until a commit moves it, or a failed one removes it). */
+  get dataPath(): string {
+    return join(this.dir, 'data');
+  }
 
   async write(data: Uint8Array): Promise<void> {
     if (this.#closed) throw failedPrecondition(`ingest ${this.ref} is closed`);

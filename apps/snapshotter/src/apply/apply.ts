@@ -47,7 +47,16 @@ export async function applyLayer(
     worker.on('exit', (code) => reject(new Error(`the apply worker exited (${code}) without a result`)));
   });
   try {
-    if (chunks && !job.path) {
+    if (chunks && job.path && job.follow) {
+      // The client's stream carries no chunks here: its end says the file is written.
+      void (async () => {
+        try {
+          for await (const _ of chunks) throw new Error('a followed layer file takes no data chunks');
+        } finally {
+          worker.postMessage({ end: true });
+        }
+      })().catch(() => undefined);
+    } else if (chunks && !job.path) {
       const feeding = (async () => {
         for await (const chunk of chunks) {
           while (inFlight >= WINDOW && !stopped) await new Promise<void>((r) => (wake = r));

@@ -224,4 +224,47 @@ describe('malicious layers', () => {
     const t = await fileTree(root);
     expect(t.d).toMatchObject({ mode: '750', owner: '5:6' });
   });
+
+  it('follows a layer file as it is written, to its size, and fails one whose writer ends short', async () => {
+    const tar = pack([
+      { path: 'd/', type: 'dir' },
+      { path: 'd/big', type: 'file', data: Buffer.alloc(300_000, 5) },
+      { path: 'd/f', type: 'file', data: 'hello' },
+    ]);
+    const gz = gzipSync(tar, { level: 0 });
+    const { appendFileSync } = await import('node:fs');
+    const { setTimeout: sleep } = await import('node:timers/promises');
+    // The writer: the layer in pieces, with pauses the reader must wait out; then its end.
+    const follow = async (bytes: number) => {
+      const path = write(Buffer.alloc(0));
+      let done!: () => void;
+      const ended = new Promise<void>((r) => {
+        done = r;
+      });
+      async function* writerEnd(): AsyncGenerator<Uint8Array> {
+        await ended;
+      }
+      const applying = applyLayer(
+        { root, lowers: [], expectedDiffId: '', path, follow: { size: gz.length } },
+        writerEnd(),
+      ).catch((e: Error) => e);
+      for (let i = 0; i < bytes; i += 50_000) {
+        appendFileSync(path, gz.subarray(i, Math.min(i + 50_000, bytes)));
+        await sleep(20);
+      }
+      done();
+      return applying;
+    };
+    const r = await follow(gz.length);
+    if (r instanceof Error) throw r;
+    expect(r.size).toBe(tar.length);
+    const { createHash } = await import('node:crypto');
+    expect((await fileTree(root))['d/f']).toMatchObject({
+      size: 5,
+      sha256: createHash('sha256').update('hello').digest('hex'),
+    });
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(root);
+    expect(((await follow(gz.length - 1000)) as Error).message).toMatch(/gzip stream is corrupt or truncated/);
+  });
 });

@@ -17,6 +17,8 @@ export interface ApplyJob {
   /** sha256:<hex> the uncompressed tar must hash to ("" to skip the check). */
   expectedDiffId: string;
   path?: string;
+  /** `path` is still being written: read as it grows, to this many bytes (sources.ts followFile). */
+  follow?: { size: number };
 }
 
 export type ApplyResult =

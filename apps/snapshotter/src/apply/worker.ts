@@ -4,12 +4,13 @@
  * round trips), which is what makes it fast, and what would stall every other
  * RPC if it ran on the main thread.
  *
- * In: workerData (ApplyJob). The layer comes from `path`, or as chunks posted
- * on the port (each answered with "more" once consumed). Out: one ApplyResult.
+ * In: workerData (ApplyJob). The layer comes from `path` (as it grows, with
+ * `follow`, until `{ end: true }` is posted), or as chunks posted on the port
+ * (each answered with "more" once consumed). Out: one ApplyResult.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { applyStream, type ApplyJob, type ApplyResult } from './stream.js';
-import { fromFile, fromPort } from './sources.js';
+import { followFile, fromFile, fromPort } from './sources.js';
 
 const job = workerData as ApplyJob;
 const port = parentPort;
@@ -17,7 +18,11 @@ if (!port) throw new Error('the apply worker runs as a worker thread');
 
 let result: ApplyResult;
 try {
-  const source = job.path ? fromFile(job.path) : fromPort(port);
+  const source = job.path
+    ? job.follow
+      ? followFile(job.path, job.follow.size, port)
+      : fromFile(job.path)
+    : fromPort(port);
   result = { ok: true, ...(await applyStream(job, source)) };
 } catch (err) {
   const e = err as Error;
