@@ -241,12 +241,18 @@ describe('malicious layers', () => {
       const ended = new Promise<void>((r) => {
         done = r;
       });
-      async function* writerEnd(): AsyncGenerator<Uint8Array> {
-        await ended;
-      }
+      // The client's stream: no chunks, and its end once the writer is done.
+      const writerEnd: AsyncIterable<Uint8Array> = {
+        [Symbol.asyncIterator]: () => ({
+          next: async () => {
+            await ended;
+            return { done: true, value: undefined };
+          },
+        }),
+      };
       const applying = applyLayer(
         { root, lowers: [], expectedDiffId: '', path, follow: { size: gz.length } },
-        writerEnd(),
+        writerEnd,
       ).catch((e: Error) => e);
       for (let i = 0; i < bytes; i += 50_000) {
         appendFileSync(path, gz.subarray(i, Math.min(i + 50_000, bytes)));
