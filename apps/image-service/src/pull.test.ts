@@ -141,6 +141,8 @@ async function expectNothingStored() {
   expect((await images.list({ filters: [] })).images).toEqual([]);
   expect(blobs()).toEqual([]);
   expect(ingests()).toEqual([]);
+  // The second names the snapshotter followed the bottom layer's download by.
+  expect(readdirSync(join(engine.root, 'content/follow'))).toEqual([]);
   expect(await snapshotNames()).toEqual([]);
 }
 

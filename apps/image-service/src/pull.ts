@@ -5,8 +5,8 @@
  * layer n+1 overlaps the unpacking of layer n). The bottom layer, whose
  * download nothing else would overlap, is unpacked as it downloads: the
  * snapshotter reads its ingest file as it grows (through a second name,
- * which stays when the download is committed or fails). Everything fetched is held by
- * a lease until the image record points at it. A failure removes what the
+ * which stays when the download is committed or fails). Everything fetched
+ * is held by a lease until the image record points at it. A failure removes what the
  * pull stored and no image holds; a cancellation (the caller went away, the
  * service was killed) keeps the partial downloads, which the next pull
  * resumes from where they stopped.
@@ -327,8 +327,14 @@ async function followApply(
 ): Promise<FollowedApply | undefined> {
   // Linked first: a small layer's download may be done (and its file moved) within the checks.
   const path = await images.content.followLink(dataPath);
-  await images.leaseSnapshot(lease, chain);
-  if (await snapshotExists(images, chain)) {
+  const exists = await images
+    .leaseSnapshot(lease, chain)
+    .then(() => snapshotExists(images, chain))
+    .catch(async (err) => {
+      await images.content.dropFollowLink(path);
+      throw err;
+    });
+  if (exists) {
     await images.content.dropFollowLink(path);
     return undefined;
   }
