@@ -4,8 +4,8 @@
  * to stderr, one line per error, with docker's exit codes.
  *
  * Bundled as CommonJS (dist/bundle/main.cjs, tools/build/bundle.mjs): with
- * V8's compile cache, Node starts it some 6 ms sooner than the same code as
- * ES modules, of a command's 45.
+ * V8's compile cache, Node starts it some 5 ms sooner than the same code as
+ * ES modules (`ps -q` in 40 ms rather than 45).
  */
 import module from 'node:module';
 

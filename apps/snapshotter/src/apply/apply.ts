@@ -48,10 +48,11 @@ export async function applyLayer(
   });
   try {
     if (chunks && job.path && job.follow) {
-      // The client's stream carries no chunks here: its end says the file is written.
+      // The client's stream carries no chunks here: its end (or its failure, or a chunk it had no
+      // business sending) says the file is written, and the apply takes what the file holds.
       void (async () => {
         try {
-          for await (const _ of chunks) throw new Error('a followed layer file takes no data chunks');
+          for await (const _ of chunks) break;
         } finally {
           worker.postMessage({ end: true });
         }
