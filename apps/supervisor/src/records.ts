@@ -4,7 +4,7 @@
  * duplicates. Written write-temp + fsync + rename, so a crash leaves old or new.
  */
 import { rm } from 'node:fs/promises';
-import { readJsonFile, writeFileAtomic } from '@ctr/common/fsutil';
+import { readJsonFile, writeFileAtomicSync } from '@ctr/common/fsutil';
 
 export interface ProcessRecord {
   name: string;
@@ -25,7 +25,7 @@ export async function readRecord(path: string): Promise<ProcessRecord | undefine
 }
 
 export async function writeRecord(path: string, record: ProcessRecord): Promise<void> {
-  await writeFileAtomic(path, `${JSON.stringify(record)}\n`);
+  writeFileAtomicSync(path, `${JSON.stringify(record)}\n`);
 }
 
 export async function removeRecord(path: string): Promise<void> {

@@ -19,7 +19,7 @@ import { createReadStream } from 'node:fs';
 import { type FileHandle, link, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
-import { writeFileAtomic } from '@ctr/common/fsutil';
+import { writeFileAtomicSync } from '@ctr/common/fsutil';
 import { checkDigest } from '@ctr/common/reference';
 
 export interface BlobInfo {
@@ -182,7 +182,7 @@ export class ContentStore {
       if (!old || old.expected !== expected || old.total !== total) {
         await rm(dir, { recursive: true, force: true });
         await mkdir(dir, { recursive: true, mode: 0o700 });
-        await writeFileAtomic(metaPath, JSON.stringify({ ref, expected, total, startedAt: new Date().toISOString() }));
+        writeFileAtomicSync(metaPath, JSON.stringify({ ref, expected, total, startedAt: new Date().toISOString() }));
       }
       const dataPath = join(dir, 'data');
       const fh = await open(dataPath, 'a+');

@@ -7,7 +7,7 @@ import { chmod, mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { invalidArgument } from '@ctr/common/errors';
-import { writeFileAtomic } from '@ctr/common/fsutil';
+import { writeFileAtomicSync } from '@ctr/common/fsutil';
 
 export interface Credentials {
   username: string;
@@ -92,7 +92,7 @@ export class CredentialStore {
 
   async #write(file: AuthFile): Promise<void> {
     await mkdir(dirname(this.path), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
+    writeFileAtomicSync(this.path, `${JSON.stringify(file, null, 2)}\n`, 0o600);
     await chmod(this.path, 0o600);
   }
 }

@@ -17,7 +17,7 @@ import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '@ctr/common/fsutil';
+import { writeFileAtomicSync } from '@ctr/common/fsutil';
 import type { Logger } from '@ctr/common/log';
 import type { Seccomp, Spec } from '@ctr/oci';
 import { ctrInitPath } from './launch.js';
@@ -86,8 +86,8 @@ export class SeccompFilters {
     if (!this.#compiling.has(key)) {
       this.#compiling.add(key);
       void compile(seccompRules(spec) as Buffer)
-        .then(async (program) => {
-          await writeFileAtomic(file, program, 0o600);
+        .then((program) => {
+          writeFileAtomicSync(file, program, 0o600);
           this.#known.set(key, program);
         })
         .catch((err) => this.log.warn({ err }, 'cannot compile a seccomp filter ahead; the init compiles it'))
