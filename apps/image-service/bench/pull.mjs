@@ -11,10 +11,14 @@
  *   - containerd:  `ctr pull --plain-http` against an isolated containerd 1.6 (Debian's; fetched with
  *                  apt-get download into the bench's directory, never installed) with its overlayfs snapshotter
  * Each timing is the CLI's wall time from start to exit; the image is removed
- * (and garbage collected) between rounds. Prints a markdown table and one JSON line.
+ * (and garbage collected) between rounds, and before the next pull the disk is
+ * let settle: ctr's snapshot directories, which its snapshotter removes in the
+ * background, are waited for, then `sync` writes out what either side left
+ * dirty, so neither pull pays for the other's writes or removals. Prints a
+ * markdown table and one JSON line.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   buildOciLayout,
@@ -38,6 +42,14 @@ const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-pull-${process.pid}`;
 const peers = join(process.cwd(), '.bench/peers');
 
 const run = async (cmd, args, env = process.env) => (await timedRun(cmd, args, { env })).ms;
+
+/** The disk quiet before a timed pull: ctr's snapshot directories gone (removed in the background), then a sync. */
+async function settle(engine) {
+  const dir = join(engine.root, 'snapshots/overlay2/snapshots');
+  for (let i = 0; i < 600 && existsSync(dir) && readdirSync(dir).length; i++)
+    await new Promise((r) => setTimeout(r, 50));
+  execFileSync('sync');
+}
 
 async function main() {
   rmSync(work, { recursive: true, force: true });
@@ -69,6 +81,7 @@ async function main() {
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 ? ['containerd', 'ctr'] : ['ctr', 'containerd'];
       for (const who of order) {
+        await settle(engine);
         if (who === 'ctr') {
           results.ctr.push(
             await run(
