@@ -2,8 +2,14 @@
  * CPU priority of a whole process: every thread's nice value. Linux's
  * setpriority(PRIO_PROCESS, pid) sets one thread (the one whose id is pid),
  * and a Node process has a dozen (V8's platform workers, libuv's pool).
+ *
+ * With the scheduler's autogroups on (sched_autogroup_enabled, the default
+ * of most distributions), a thread's nice value only weighs it against the
+ * threads of its own session: each session's group gets an equal share of
+ * the CPU first. A process that leads its own session (a shim) is niced
+ * against everything else only when its group is too (/proc/<pid>/autogroup).
  */
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 
 /** Sets every thread of `pid` (this process by default) to `nice`; threads that went meanwhile are skipped. */
@@ -20,5 +26,13 @@ export function renice(nice: number, pid = process.pid): void {
     } catch {
       // The thread ended between the listing and here.
     }
+  }
+  try {
+    // The session's group, when the process leads it: stat's sixth field is the session id.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
+    if (Number(fields[3]) === pid) writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+  } catch {
+    // No autogroups in this kernel, or the process is gone.
   }
 }
