@@ -86,8 +86,13 @@ describe('ctrctl container commands', () => {
     const noImage = await ctrctl(['run', '--rm', '--pull', 'never', `${fx.registry.host}/nope:1`, 'true']);
     expect(noImage.code).toBe(125);
     expect(noImage.stderr).toContain('No such image');
+    // Without --rm too, attached or detached (created and started in one call): the container goes.
+    expect((await ctrctl(['run', image, 'nosuch'])).code).toBe(127);
+    const detached = await ctrctl(['run', '-d', image, 'nosuch']);
+    expect(detached).toMatchObject({ code: 127, stdout: '' });
     // A failed run leaves no container behind.
     expect(await ok(['ps', '-aq'])).toBe('');
+    expect(await entries(join(engine.root, 'containers'))).toEqual([]);
   });
 
   it('run -d -p 127.0.0.1:PORT:80 serves on that port; exec, logs, inspect, port, top, stop, rm', async () => {

@@ -133,9 +133,9 @@ export function containersApi(m: Containers, volumes: Volumes, log: Logger, read
         ContainersService,
         gated(
           {
-            create: async ({ name, config }) => {
+            create: async ({ name, config, start }) => {
               if (!config) throw invalidArgument('a container needs a config');
-              return m.create(name, config);
+              return start ? m.run(name, config) : m.create(name, config);
             },
             get: async ({ ref }) => m.find(ref).container,
             list: async ({ all, filters }) => {
@@ -470,7 +470,10 @@ async function attach(m: Containers, call: ServerDuplexStream<AttachRequest, Att
     if (queue) queue.push(req);
     else forward(req);
   });
-  if (a.start && !a.execId) {
+  if (a.create) {
+    if (!a.create.config) throw invalidArgument('a container needs a config');
+    await m.run(a.create.name, a.create.config, open);
+  } else if (a.start && !a.execId) {
     await m.start(a.ref, open);
   } else {
     const { rec, shim } = await m.shimOf(a.ref);

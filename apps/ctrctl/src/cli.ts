@@ -4,9 +4,16 @@
  */
 import { flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
-import { COMMANDS, GROUPS } from './commands.js';
-import { explainUnavailable, GLOBAL_FLAGS, resolveGlobals } from './engine.js';
+import { COMMANDS, DIALS, GROUPS } from './commands.js';
+import { dialAhead, explainUnavailable, GLOBAL_FLAGS, resolveGlobals } from './engine.js';
 import { describeFailure, ExitCode, UsageError } from './errors.js';
+
+let stdoutUsed = false;
+/** process.stdout, noted as used: runCli waits for it to drain before it exits. */
+function stdout(): NodeJS.WriteStream {
+  stdoutUsed = true;
+  return process.stdout;
+}
 
 function topHelp(): string {
   const top = Object.entries(COMMANDS).filter(([n]) => !n.includes(' '));
@@ -59,7 +66,7 @@ export async function main(argv: string[]): Promise<number> {
   const globalFlags = parseArgs(globalArgv, GLOBAL_FLAGS).flags;
   const rest = argv.slice(i);
   if (rest.length === 0 || rest[0] === 'help') {
-    process.stdout.write(topHelp());
+    stdout().write(topHelp());
     return 0;
   }
 
@@ -68,7 +75,7 @@ export async function main(argv: string[]): Promise<number> {
   if (GROUPS[name]) {
     const sub = cmdArgv[0];
     if (!sub || sub.startsWith('-')) {
-      process.stdout.write(groupHelp(name));
+      stdout().write(groupHelp(name));
       return 0;
     }
     name = `${name} ${sub}`;
@@ -79,13 +86,15 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`ctrctl: '${name}' is not a ctrctl command.\nSee 'ctrctl --help'\n`);
     return 1;
   }
+  // The daemon is dialled while the command loads: the two overlap.
+  const dialed = DIALS[name] ? dialAhead(globalFlags, DIALS[name]) : undefined;
   const { command } = await entry.load();
   const specs = [...command.flags, ...GLOBAL_FLAGS];
   let globals: ReturnType<typeof resolveGlobals> | undefined;
   try {
     const { flags, args } = parseArgs(cmdArgv, specs, command.stopAtFirstPositional);
     if (flags.help) {
-      process.stdout.write(commandHelp(command));
+      stdout().write(commandHelp(command));
       return 0;
     }
     const counts = `"ctrctl ${command.name}"`;
@@ -107,7 +116,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     for (const g of ['root', 'state', 'instance', 'config']) flags[g] ??= globalFlags[g];
     globals = resolveGlobals(flags);
-    const code = await command.run({ flags, args, globals, out: process.stdout, err: process.stderr });
+    const code = await command.run({
+      flags,
+      args,
+      globals,
+      // Made when first used: a stream costs 1-2 ms to make, and many commands never write to one.
+      get out() {
+        return stdout();
+      },
+      get err() {
+        return process.stderr;
+      },
+    });
     return typeof code === 'number' ? code : 0;
   } catch (err) {
     if (err instanceof ExitCode) return err.code;
@@ -116,6 +136,7 @@ export async function main(argv: string[]): Promise<number> {
     return failure.code;
   } finally {
     globals?.close();
+    dialed?.();
   }
 }
 
@@ -136,5 +157,7 @@ export async function runCli(argv: string[]): Promise<void> {
     process.stderr.write(`ctrctl: ${err instanceof Error ? err.message : String(err)}\n`);
     return err instanceof UsageError ? 125 : 1;
   });
-  process.stdout.write('', () => process.exit(code));
+  // What was written to stdout is out before the exit (a pipe may be slow); nothing to wait for when nothing was.
+  if (stdoutUsed) process.stdout.write('', () => process.exit(code));
+  else process.exit(code);
 }

@@ -3,6 +3,17 @@ import type { Command } from './command.js';
 
 type Loader = () => Promise<{ command: Command }>;
 
+/**
+ * The daemon a command calls first, when it is worth dialling while the
+ * command loads (the commands that run containers).
+ */
+export const DIALS: Record<string, string> = Object.fromEntries(
+  ['run', 'create', 'start', 'exec', 'stop', 'kill', 'rm', 'ps', 'logs', 'wait'].flatMap((c) => [
+    [c, 'container-service'],
+    [`container ${c}`, 'container-service'],
+  ]),
+);
+
 export const COMMANDS: Record<string, { summary: string; load: Loader }> = {
   run: { summary: 'Create and run a new container from an image', load: () => import('./commands/run.js') },
   'container run': { summary: 'Create and run a new container from an image', load: () => import('./commands/run.js') },

@@ -1,6 +1,11 @@
 /** What the container commands share: docker's shapes (inspect, ps rows, statuses) and the attach loop. */
-import type { Container } from '@ctr/api/containers/v1/containers';
-import type { AttachRequest, AttachResponse, TasksService } from '@ctr/api/containers/v1/containers';
+import type {
+  AttachRequest,
+  AttachResponse,
+  Container,
+  CreateContainerRequest,
+  TasksService,
+} from '@ctr/api/containers/v1/containers';
 import { fromGrpcError } from '@ctr/common/errors';
 import type { ApiClient } from '@ctr/common/grpc-client';
 import type { ClientDuplexStream } from '@grpc/grpc-js';
@@ -218,6 +223,8 @@ export function parseDetachKeys(spec: string | undefined): Buffer {
 
 export interface AttachOptions {
   ref: string;
+  /** Create the container first, in the same call (run): `ref` is then unused. */
+  create?: CreateContainerRequest;
   execId?: string;
   start: boolean;
   stdin: boolean;
@@ -235,8 +242,20 @@ export interface AttachOptions {
 export async function attachStdio(
   tasks: ApiClient<typeof TasksService>,
   o: AttachOptions,
-  io: { stdin: NodeJS.ReadStream; out: NodeJS.WriteStream; err: NodeJS.WriteStream },
+  ctx: { out: NodeJS.WriteStream; err: NodeJS.WriteStream },
 ): Promise<{ exitCode?: number; error?: string }> {
+  // Each of the process's streams is made when first used (some 1-2 ms each), which a `run --rm true` never does.
+  const io = {
+    get stdin() {
+      return process.stdin;
+    },
+    get out() {
+      return ctx.out;
+    },
+    get err() {
+      return ctx.err;
+    },
+  };
   const stream: ClientDuplexStream<AttachRequest, AttachResponse> = tasks.attach({ timeoutMs: 365 * 86400_000 });
   const detach = parseDetachKeys(o.detachKeys);
   const raw = o.tty && io.stdin.isTTY;
@@ -273,6 +292,7 @@ export async function attachStdio(
         logs: Boolean(o.logs),
         detachKeys: o.detachKeys ?? '',
         start: o.start,
+        create: o.create,
       },
     },
   });

@@ -1,6 +1,13 @@
 /** Which engine ctrctl talks to (--root/--state/--instance or CTR_*), and its clients. */
 import { type Config, layout, loadConfig } from '@ctr/common/config';
-import { type ApiClient, answeredByDaemon, dialH2, type ServiceDef, socketAddress } from '@ctr/common/grpc-client';
+import {
+  type ApiClient,
+  answeredByDaemon,
+  dialH2,
+  preconnect,
+  type ServiceDef,
+  socketAddress,
+} from '@ctr/common/grpc-client';
 import { CtrError, unavailable } from '@ctr/common/errors';
 import type { FlagSpec, FlagValues } from './args.js';
 
@@ -19,13 +26,18 @@ export interface Globals {
   close(): void;
 }
 
-export function resolveGlobals(flags: FlagValues): Globals {
-  const config = loadConfig({
+/** The engine's config as the global flags (or CTR_* and the config file) give it. */
+function configOf(flags: FlagValues): Config {
+  return loadConfig({
     root: flags.root as string | undefined,
     state: flags.state as string | undefined,
     instance: flags.instance as string | undefined,
     config: flags.config as string | undefined,
   });
+}
+
+export function resolveGlobals(flags: FlagValues): Globals {
+  const config = configOf(flags);
   const paths = layout(config);
   const clients: ApiClient<ServiceDef>[] = [];
   return {
@@ -40,6 +52,21 @@ export function resolveGlobals(flags: FlagValues): Globals {
       for (const c of clients) c.close();
     },
   };
+}
+
+/**
+ * Dials `daemon` of the engine that `flags` name, ahead of the command's
+ * first call to it (see preconnect); the release closes it if the command
+ * never used it. A config that cannot be loaded dials nothing: the command
+ * reports it.
+ */
+export function dialAhead(flags: FlagValues, daemon: string): () => void {
+  try {
+    const paths = layout(configOf(flags));
+    return preconnect(daemon === 'ctrd' ? paths.supervisorSocket : paths.serviceSocket(daemon));
+  } catch {
+    return () => undefined;
+  }
 }
 
 /** Rewrites an UNAVAILABLE error into docker's "is the daemon running?" line. */

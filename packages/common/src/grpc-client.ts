@@ -370,6 +370,34 @@ function single(call: Call): Promise<unknown> {
 }
 
 /** Connects to a service on a unix socket; the connection is made on the first call and shared. */
+/**
+ * The connection to the daemon at `socketPath`, begun before any call: its
+ * set-up (the connect, and both sides' preface and settings) then overlaps
+ * whatever the caller does before its first call, and the next dialH2 of the
+ * socket takes it. A daemon that is not there fails nothing here: the first
+ * call tries again and reports it. Returns a release, which closes the
+ * connection once no client of it is left.
+ */
+export function preconnect(socketPath: string): () => void {
+  let conn = connections.get(socketPath);
+  if (!conn) {
+    conn = new Connection(socketPath);
+    connections.set(socketPath, conn);
+  }
+  const c = conn;
+  c.users++;
+  c.session();
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--c.users === 0) {
+      c.close();
+      connections.delete(socketPath);
+    }
+  };
+}
+
 export function dialH2<D extends ServiceDef>(definition: D, socketPath: string): ApiClient<D> {
   let conn = connections.get(socketPath);
   if (!conn) {

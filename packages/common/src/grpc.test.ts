@@ -1,5 +1,6 @@
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { createServer, connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { ContainersService, TasksService } from '@ctr/api/containers/v1/containers';
 import { EventsService, SupervisorService } from '@ctr/api/supervisor/v1/supervisor';
@@ -7,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isKind, notFound, unavailable } from './errors.js';
 import { claimSocket, dial, implement, readStream, serve } from './grpc.js';
 import { serveH2 } from './grpc-server.js';
-import { answeredByDaemon, dialH2 } from './grpc-client.js';
+import { answeredByDaemon, dialH2, preconnect } from './grpc-client.js';
 
 const dir = mkdtempSync('/tmp/ctr-grpc-');
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -289,3 +290,68 @@ describe('gRPC sockets', () => {
     expect(isKind(err, 'FailedPrecondition')).toBe(true);
   });
 });
+
+describe('preconnect (ctrctl dials while a command loads)', () => {
+  const version = supervisor({
+    version: async () => ({ version: 'pre', revision: '', nodeVersion: '', natsVersion: '', apiVersion: '' }),
+  });
+
+  it('begins the connection that the next dialH2 of the socket takes; its release closes it', async () => {
+    const real = join(dir, 'pre-real.sock');
+    const front = join(dir, 'pre-front.sock');
+    const server = await serve(real, [version]);
+    // A counting proxy in front of the daemon: every connection made to it, and whether it is still open.
+    const open = new Set<Socket>();
+    let made = 0;
+    const proxy = createServer((c) => {
+      made++;
+      open.add(c);
+      const up = netConnect(real);
+      c.on('error', () => undefined);
+      up.on('error', () => undefined);
+      c.pipe(up).pipe(c);
+      c.on('close', () => {
+        open.delete(c);
+        up.destroy();
+      });
+      up.on('close', () => c.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(front, r));
+    try {
+      const release = preconnect(front);
+      await waitUntil(() => made === 1);
+      const client = dialH2(SupervisorService, front);
+      expect((await client.version({})).version).toBe('pre');
+      expect(made).toBe(1);
+      client.close();
+      expect(open.size).toBe(1); // the preconnect still holds it
+      release();
+      await waitUntil(() => open.size === 0);
+      // Nobody took this one: the release closes it.
+      preconnect(front)();
+      await waitUntil(() => made === 2 && open.size === 0);
+    } finally {
+      await new Promise((r) => proxy.close(r));
+      await server.close();
+    }
+  });
+
+  it('fails nothing when no daemon listens: the call reports it', async () => {
+    const missing = join(dir, 'pre-missing.sock');
+    const release = preconnect(missing);
+    const client = dialH2(SupervisorService, missing);
+    const err = await client.version({}, { timeoutMs: 2000 }).catch((e) => e);
+    expect(isKind(err, 'Unavailable')).toBe(true);
+    expect(answeredByDaemon(err)).toBe(false);
+    client.close();
+    release();
+  });
+});
+
+async function waitUntil(cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -18,7 +18,8 @@ export const command: Command = {
   ],
   minArgs: 1,
   maxArgs: 1,
-  async run({ flags, args, globals, out, err }) {
+  async run(ctx) {
+    const { flags, args, globals } = ctx;
     const c = await globals.client(ContainersService, 'container-service').get({ ref: args[0], size: false });
     const r = await attachStdio(
       globals.client(TasksService, 'container-service'),
@@ -29,7 +30,7 @@ export const command: Command = {
         tty: Boolean(c.config?.tty),
         detachKeys: flags['detach-keys'] as string | undefined,
       },
-      { stdin: process.stdin, out, err },
+      ctx,
     );
     return r.exitCode ?? 0;
   },

@@ -33,7 +33,8 @@ export const command: Command = {
   minArgs: 2,
   stopAtFirstPositional: true,
   examples: ['ctrctl exec web ls /', 'ctrctl exec -it web sh'],
-  async run({ flags, args, globals, out, err }) {
+  async run(ctx) {
+    const { flags, args, globals, out, err } = ctx;
     const [ref, ...cmd] = args;
     const env = [
       ...(flags['env-file'] as string[]).flatMap((f) => {
@@ -76,7 +77,7 @@ export const command: Command = {
           tty,
           detachKeys: flags['detach-keys'] as string | undefined,
         },
-        { stdin: process.stdin, out, err },
+        ctx,
       );
     } catch (e) {
       err.write(`Error: ${(e as Error).message}\n`);

@@ -14,7 +14,8 @@ export const command: Command = {
   ],
   minArgs: 1,
   examples: ['ctrctl start web', 'ctrctl start -a job'],
-  async run({ flags, args, globals, out, err }) {
+  async run(ctx) {
+    const { flags, args, globals, out, err } = ctx;
     const tasks = globals.client(TasksService, 'container-service');
     if (flags.attach || flags.interactive) {
       if (args.length > 1) throw new UsageError('you cannot start and attach multiple containers at once');
@@ -29,7 +30,7 @@ export const command: Command = {
             tty: Boolean(process.stdin.isTTY && flags.interactive),
             detachKeys: flags['detach-keys'] as string | undefined,
           },
-          { stdin: process.stdin, out, err },
+          ctx,
         );
       } catch (e) {
         err.write(`Error: ${(e as Error).message}\n`);
