@@ -22,7 +22,7 @@ import type {
   PortBinding,
 } from '@ctr/api/containers/v1/containers';
 import type { ImagesService } from '@ctr/api/images/v1/images';
-import type { NetworksService, PortMapping } from '@ctr/api/networks/v1/networks';
+import type { NamesRequest, NamesResponse, NetworksService, PortMapping } from '@ctr/api/networks/v1/networks';
 import { Status } from '@ctr/api/shim/v1/shim';
 import type { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
 import type { Config, Layout } from '@ctr/common/config';
@@ -460,6 +460,28 @@ export class Containers {
     return this.#locked(rec.container.id, () => this.#start(rec.container.id, beforeStart));
   }
 
+  /**
+   * docker run's two halves in one call: the container made, then started.
+   * A start that fails removes it again, anonymous volumes and all, so a
+   * failed run leaves nothing; the start's error is the one thrown.
+   */
+  async run(
+    name: string,
+    cfg: ContainerConfig,
+    beforeStart?: (shim: ShimClient, id: string) => Promise<void>,
+  ): Promise<Container> {
+    const c = await this.create(name, cfg);
+    try {
+      await this.start(c.id, beforeStart);
+    } catch (err) {
+      await this.remove(c.id, { force: true, volumes: true }).catch((e) =>
+        this.d.log.warn({ err: e, id: c.id }, 'cannot remove a container whose start failed'),
+      );
+      throw err;
+    }
+    return this.find(c.id).container;
+  }
+
   async #start(id: string, beforeStart?: (shim: ShimClient, id: string) => Promise<void>): Promise<number> {
     const rec = this.d.store.container(id);
     if (!rec) throw notFound(`No such container: ${id}`);
@@ -607,11 +629,28 @@ export class Containers {
       };
     }
     const special = mode === 'host' || mode === 'none';
+    // The name files come with the namespace (one call less on every start).
+    const namesReq: NamesRequest = {
+      containerId: c.id,
+      hostname: cfg.hostname || (mode === 'host' ? '' : c.id.slice(0, 12)),
+      domainname: cfg.domainname,
+      dns: cfg.dns,
+      dnsSearch: cfg.dnsSearch,
+      dnsOptions: cfg.dnsOptions,
+      extraHosts: cfg.extraHosts.map((h) => {
+        const i = h.indexOf(':');
+        return { hostname: h.slice(0, i), ip: h.slice(i + 1) };
+      }),
+    };
+    let names: NamesResponse | undefined;
     // A bridge namespace is made by the attach itself (one call less on every start); its undo is in place first.
     undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
-    let netnsPath = special
-      ? (await networks.createSandbox({ containerId: c.id, mode, containerName: c.name })).netnsPath
-      : '';
+    let netnsPath = '';
+    if (special) {
+      const sandbox = await networks.createSandbox({ containerId: c.id, mode, containerName: c.name, names: namesReq });
+      netnsPath = sandbox.netnsPath;
+      names = sandbox.names;
+    }
     if (!special) {
       const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
       const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
@@ -637,7 +676,9 @@ export class Containers {
         ports: wanted,
         macAddress: '',
         interfaceName: '',
+        names: namesReq,
       });
+      names = ep.names;
       // Never the host's namespace by mistake: a bridge container has its own, or does not start.
       if (!ep.netnsPath) throw new Error(`network-service gave container ${c.id} no network namespace`);
       netnsPath = ep.netnsPath;
@@ -659,18 +700,8 @@ export class Containers {
           hostIp: p.hostIp || '0.0.0.0',
         });
     }
-    const names = await networks.names({
-      containerId: c.id,
-      hostname: cfg.hostname || (mode === 'host' ? '' : c.id.slice(0, 12)),
-      domainname: cfg.domainname,
-      dns: cfg.dns,
-      dnsSearch: cfg.dnsSearch,
-      dnsOptions: cfg.dnsOptions,
-      extraHosts: cfg.extraHosts.map((h) => {
-        const i = h.indexOf(':');
-        return { hostname: h.slice(0, i), ip: h.slice(i + 1) };
-      }),
-    });
+    // A network-service of before this field answers without it: asked for on its own then.
+    names ??= await networks.names(namesReq);
     const files: NameFiles = { resolvConf: c.resolvConfPath, hosts: c.hostsPath, hostname: c.hostnamePath };
     // Three small files, written at once: nine trips through libuv's thread pool cost a start some 3 ms.
     writeFileSync(files.resolvConf, names.resolvConf, { mode: 0o644 });

@@ -60,6 +60,17 @@ async function httpd(netns: string, port: number, body: string): Promise<void> {
   await waitFor(async () => (await fetchText(netns, `http://127.0.0.1:${port}/`)).stdout === body, `httpd on ${port}`);
 }
 
+/** A Names request that asks for nothing beyond the defaults. */
+const noNames = (containerId: string) => ({
+  containerId,
+  hostname: '',
+  domainname: '',
+  dns: [],
+  dnsSearch: [],
+  dnsOptions: [],
+  extraHosts: [],
+});
+
 async function sandbox(id: string, mode = 'bridge', name = id) {
   return nets.createSandbox({ containerId: id, mode, containerName: name });
 }
@@ -128,7 +139,8 @@ describe('network-service', () => {
     const a = await sandbox('alpha', 'app');
     const b = await sandbox('beta', 'app');
     const ea = await attach('alpha', 'app', { aliases: ['db'] });
-    const eb = await attach('beta', 'app');
+    // The name files asked for with the attach: what Names answers after it.
+    const eb = await attach('beta', 'app', { names: noNames('beta') });
     expect(ea.ipv4Address).not.toBe(eb.ipv4Address);
     expect(ea.interfaceName).toBe('eth0');
 
@@ -146,6 +158,7 @@ describe('network-service', () => {
     });
     expect(names.resolvConf).toContain(`nameserver ${net.ipam[0].gateway}`);
     expect(names.hosts).toContain(`${eb.ipv4Address}\tbeta`);
+    expect(eb.names).toEqual(names);
     // busybox is static: its resolver reads the resolv.conf we bind over the host's, in a mount namespace of its own.
     const resolv = join(engine.dir, 'beta-resolv.conf');
     writeFileSync(resolv, names.resolvConf);
@@ -303,7 +316,16 @@ describe('network-service', () => {
   });
 
   it('host, none and container: modes', async () => {
-    const none = await sandbox('n1', 'none');
+    const none = await nets.createSandbox({
+      containerId: 'n1',
+      mode: 'none',
+      containerName: 'n1',
+      names: { ...noNames('n1'), hostname: 'lonely' },
+    });
+    // The name files asked for with the sandbox: no address of its own in hosts.
+    expect(none.names?.hostname).toBe('lonely\n');
+    expect(none.names?.hosts).toContain('127.0.0.1\tlocalhost');
+    expect(none.names?.hosts).not.toContain('lonely');
     const links = (await inNs(none.netnsPath, ['ip', '-o', 'link'])).stdout;
     expect(links).toContain('lo:');
     expect(links).not.toContain('eth0');

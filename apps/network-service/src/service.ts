@@ -1,6 +1,8 @@
 /** The Networks API (`ctr.networks.v1`): what container-service and ctrctl's network commands call. */
 import {
   type Endpoint,
+  type NamesRequest,
+  type NamesResponse,
   type Network,
   NetworksService,
   type PortMapping,
@@ -102,6 +104,16 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
   const ports = (list: PortMapping[]): PortMap[] =>
     list.map((p) => ({ ...p, protocol: (p.protocol || 'tcp') as PortMap['protocol'] }));
 
+  /** The container's name files (Names, or asked for with CreateSandbox or Attach). */
+  const names = (containerId: string, req: NamesRequest): NamesResponse =>
+    m.names({
+      containerId,
+      hostname: req.hostname,
+      domainname: req.domainname,
+      dns: { servers: req.dns, search: req.dnsSearch, options: req.dnsOptions },
+      extraHosts: req.extraHosts,
+    });
+
   const handlers: Handlers<typeof NetworksService> = {
     async create(req) {
       if (req.ipam.length > 1) throw invalidArgument('only one IPv4 subnet per network is supported');
@@ -137,7 +149,8 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
       return { removed: await m.prune(networkFilter(req.filters)) };
     },
     async createSandbox(req) {
-      return toApiSandbox(await m.createSandbox(req.containerId, req.mode, req.containerName));
+      const sandbox = toApiSandbox(await m.createSandbox(req.containerId, req.mode, req.containerName));
+      return req.names ? { ...sandbox, names: names(req.containerId, req.names) } : sandbox;
     },
     async removeSandbox(req) {
       await m.removeSandbox(req.containerId);
@@ -158,7 +171,8 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
         ifname: req.interfaceName || undefined,
       });
       const { networks, sandboxes } = maps();
-      return toApiEndpoint(e, networks, sandboxes);
+      const endpoint = toApiEndpoint(e, networks, sandboxes);
+      return req.names ? { ...endpoint, names: names(req.containerId, req.names) } : endpoint;
     },
     async detach(req) {
       await m.detach(req.containerId, req.network || undefined);
@@ -173,13 +187,7 @@ export function networksApi(m: NetworkManager, ready: Promise<void> = Promise.re
       };
     },
     async names(req) {
-      return m.names({
-        containerId: req.containerId,
-        hostname: req.hostname,
-        domainname: req.domainname,
-        dns: { servers: req.dns, search: req.dnsSearch, options: req.dnsOptions },
-        extraHosts: req.extraHosts,
-      });
+      return names(req.containerId, req);
     },
   };
   const gated = Object.fromEntries(
