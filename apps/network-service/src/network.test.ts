@@ -147,15 +147,7 @@ describe('network-service', () => {
     const ping = await inNs(b.netnsPath, ['busybox', 'ping', '-c', '1', '-W', '2', ea.ipv4Address]);
     expect(ping.code, ping.stderr).toBe(0);
 
-    const names = await nets.names({
-      containerId: 'beta',
-      hostname: '',
-      domainname: '',
-      dns: [],
-      dnsSearch: [],
-      dnsOptions: [],
-      extraHosts: [],
-    });
+    const names = await nets.names(noNames('beta'));
     expect(names.resolvConf).toContain(`nameserver ${net.ipam[0].gateway}`);
     expect(names.hosts).toContain(`${eb.ipv4Address}\tbeta`);
     expect(eb.names).toEqual(names);

@@ -369,7 +369,32 @@ function single(call: Call): Promise<unknown> {
   });
 }
 
-/** Connects to a service on a unix socket; the connection is made on the first call and shared. */
+/**
+ * The shared connection to `socketPath`, with one more user; the release
+ * (once per acquire) closes it when its last user is gone.
+ */
+function acquire(socketPath: string): { conn: Connection; release: () => void } {
+  let conn = connections.get(socketPath);
+  if (!conn) {
+    conn = new Connection(socketPath);
+    connections.set(socketPath, conn);
+  }
+  const c = conn;
+  c.users++;
+  let released = false;
+  return {
+    conn: c,
+    release() {
+      if (released) return;
+      released = true;
+      if (--c.users === 0) {
+        c.close();
+        connections.delete(socketPath);
+      }
+    },
+  };
+}
+
 /**
  * The connection to the daemon at `socketPath`, begun before any call: its
  * set-up (the connect, and both sides' preface and settings) then overlaps
@@ -379,45 +404,16 @@ function single(call: Call): Promise<unknown> {
  * connection once no client of it is left.
  */
 export function preconnect(socketPath: string): () => void {
-  let conn = connections.get(socketPath);
-  if (!conn) {
-    conn = new Connection(socketPath);
-    connections.set(socketPath, conn);
-  }
-  const c = conn;
-  c.users++;
-  c.session();
-  let released = false;
-  return () => {
-    if (released) return;
-    released = true;
-    if (--c.users === 0) {
-      c.close();
-      connections.delete(socketPath);
-    }
-  };
+  const { conn, release } = acquire(socketPath);
+  conn.session();
+  return release;
 }
 
+/** Connects to a service on a unix socket; the connection is made on the first call and shared. */
 export function dialH2<D extends ServiceDef>(definition: D, socketPath: string): ApiClient<D> {
-  let conn = connections.get(socketPath);
-  if (!conn) {
-    conn = new Connection(socketPath);
-    connections.set(socketPath, conn);
-  }
-  const c = conn;
-  c.users++;
-  let closed = false;
+  const { conn: c, release } = acquire(socketPath);
   // biome-ignore lint/suspicious/noExplicitAny: the mapped type ApiClient<D> gives callers their types
-  const api: any = {
-    close() {
-      if (closed) return;
-      closed = true;
-      if (--c.users === 0) {
-        c.close();
-        connections.delete(socketPath);
-      }
-    },
-  };
+  const api: any = { close: release };
   for (const [name, method] of Object.entries(definition)) {
     if (!method.requestStream && !method.responseStream) {
       api[name] = (request: unknown, opts: CallOptions = {}) =>
