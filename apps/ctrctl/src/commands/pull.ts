@@ -1,7 +1,7 @@
 import { ImagesService } from '@ctr/api/images/v1/images';
 import { isUnavailable } from '@ctr/common/errors';
 import { formatReference, parseReference } from '@ctr/common/reference';
-import { type Command, quietFlag } from '../command.js';
+import { type Command, type CommandContext, quietFlag } from '../command.js';
 import { UsageError } from '../errors.js';
 import { followTransfer, repoAndTag } from '../image-common.js';
 import { ProgressView } from '../progress.js';
@@ -11,6 +11,25 @@ export function parsePlatform(value: string | undefined) {
   const [os, architecture, variant = ''] = value.split('/');
   if (!os || !architecture) throw new UsageError(`invalid platform "${value}": want os/arch[/variant]`, 'pull');
   return { os, architecture, variant, osVersion: '' };
+}
+
+/** run's and create's pull of an image they miss, as docker prints it (on stderr). */
+export async function pullForRun(ctx: CommandContext, image: string): Promise<void> {
+  const { flags, globals, err } = ctx;
+  const ref = parseReference(image);
+  const tty = Boolean(err.isTTY);
+  const view = flags.quiet ? undefined : new ProgressView(err, tty, 'pull');
+  view?.note(`${ref.digest ?? ref.tag}: Pulling from ${ref.path}`);
+  const { digest } = await followTransfer(
+    globals.client(ImagesService, 'image-service').pull({
+      ref: image,
+      unpack: true,
+      maxConcurrentDownloads: 3,
+      platform: parsePlatform(flags.platform as string | undefined),
+    }),
+    view,
+  );
+  if (view) err.write(`Digest: ${digest}\nStatus: Downloaded newer image for ${formatReference(ref)}\n`);
 }
 
 export const command: Command = {

@@ -1,32 +1,15 @@
 import { ContainersService, type CreateContainerRequest, TasksService } from '@ctr/api/containers/v1/containers';
-import { ImagesService } from '@ctr/api/images/v1/images';
 import { CtrError, isNotFound } from '@ctr/common/errors';
 import { answeredByDaemon } from '@ctr/common/grpc-client';
-import { formatReference, parseReference } from '@ctr/common/reference';
+import { parseReference } from '@ctr/common/reference';
 import type { Command, CommandContext } from '../command.js';
 import { attachStdio, startFailureCode } from '../container-common.js';
 import { ExitCode, UsageError } from '../errors.js';
-import { followTransfer } from '../image-common.js';
-import { ProgressView } from '../progress.js';
 import { buildConfig, RUN_FLAGS } from '../run-flags.js';
-import { parsePlatform } from './pull.js';
 
+/** The image pulled (docker's lines on stderr): its code is loaded only when a run needs it. */
 async function pull(ctx: CommandContext, image: string): Promise<void> {
-  const { flags, globals, err } = ctx;
-  const ref = parseReference(image);
-  const tty = Boolean(err.isTTY);
-  const view = flags.quiet ? undefined : new ProgressView(err, tty, 'pull');
-  view?.note(`${ref.digest ?? ref.tag}: Pulling from ${ref.path}`);
-  const { digest } = await followTransfer(
-    globals.client(ImagesService, 'image-service').pull({
-      ref: image,
-      unpack: true,
-      maxConcurrentDownloads: 3,
-      platform: parsePlatform(flags.platform as string | undefined),
-    }),
-    view,
-  );
-  if (view) err.write(`Digest: ${digest}\nStatus: Downloaded newer image for ${formatReference(ref)}\n`);
+  await (await import('./pull.js')).pullForRun(ctx, image);
 }
 
 /**
