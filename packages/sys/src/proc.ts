@@ -1,4 +1,5 @@
 /** Facts about processes from /proc, used to adopt and watch processes that are not our children. */
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 
 export interface ProcStat {
@@ -27,7 +28,9 @@ export function parseProcStat(text: string): ProcStat {
 
 export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
   try {
-    return parseProcStat(await readFile(`/proc/${pid}/stat`, 'utf8'));
+    // Read in place: a /proc file never blocks, and ctrd reads one per unit ten times a second, where
+    // the thread pool's open, stat, read and close made its idle CPU 2%.
+    return parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
