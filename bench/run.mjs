@@ -4,7 +4,8 @@
  *
  *   - `run --rm busybox true` wall time: `ctrctl run --rm` (default bridge,
  *     and --network none) beside containerd 1.6's `ctr run --rm` (runc),
- *     interleaved rounds, medians; Node's own start for reference.
+ *     interleaved rounds, medians; Node's own start for reference. Each
+ *     command starts 300 ms after the one before, on a quiet machine.
  *   - 20 detached containers started one after another (`run -d ... sleep`):
  *     the time for all 20, and memory per container as the PSS of its shim
  *     (containerd-shim-runc-v2 for containerd).
@@ -35,6 +36,8 @@ import {
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const DETACHED = 20;
+/** The pause before each timed `run --rm`. */
+const QUIET_MS = 300;
 /** Containers to a shim in the grouped run. */
 const GROUP = 10;
 const extraNotes = [];
@@ -129,13 +132,19 @@ async function main() {
     await ctrctl('pull', '-q', image);
     await ctr('images', 'pull', '--plain-http', image);
 
-    // 1. run --rm true
+    // 1. run --rm true, each on a quiet machine: what one side leaves running in the background
+    //    (containerd's deferred GC and shim exit, ctr's refill of its warm shim) does not land in
+    //    the other's timing.
+    const quiet = async (f) => {
+      await new Promise((r) => setTimeout(r, QUIET_MS));
+      return (await f()).ms;
+    };
     for (let i = 0; i < ROUNDS + 1; i++) {
       const r = {
-        bridge: (await ctrctl('run', '--rm', image, 'true')).ms,
-        none: (await ctrctl('run', '--rm', '--network', 'none', image, 'true')).ms,
-        containerd: (await ctr('run', '--rm', image, `rm-${i}`, 'true')).ms,
-        node: (await exec(process.execPath, ['-e', '0'])).ms,
+        bridge: await quiet(() => ctrctl('run', '--rm', image, 'true')),
+        none: await quiet(() => ctrctl('run', '--rm', '--network', 'none', image, 'true')),
+        containerd: await quiet(() => ctr('run', '--rm', image, `rm-${i}`, 'true')),
+        node: await quiet(() => exec(process.execPath, ['-e', '0'])),
       };
       if (i === 0) continue; // warm-up
       for (const k of Object.keys(t)) t[k].push(r[k]);
@@ -215,7 +224,7 @@ async function main() {
   ]);
 
   const table = [
-    `Measured on this machine on ${new Date().toISOString().slice(0, 10)}, medians (${ROUNDS} rounds for run, 5 for pull and network); containerd 1.6 with runc 1.1 (Debian). podman + crun: not installed here.`,
+    `Measured on this machine on ${new Date().toISOString().slice(0, 10)}, medians (${ROUNDS} rounds for run, each command ${QUIET_MS} ms after the one before; 5 for pull and network); containerd 1.6 with runc 1.1 (Debian). podman + crun: not installed here.`,
     '',
     '| | ctr | containerd | ratio | target |',
     '|---|---|---|---|---|',
