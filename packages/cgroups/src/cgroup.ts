@@ -3,8 +3,8 @@
  * controller (v1), or in the unified hierarchy (v2). Limits, stats, OOM
  * count, freeze/thaw and kill-all speak the same language on both.
  */
-import { writeFileSync } from 'node:fs';
-import { mkdir, readFile, rmdir, writeFile } from 'node:fs/promises';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type CgroupLayout, V1_CONTROLLERS, type V1Controller } from './layout.js';
 import { type Resources, type Stats, sharesToWeight } from './resources.js';
@@ -13,13 +13,26 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** v1 reports "unlimited" as a page-rounded LONG_MAX. */
 const V1_UNLIMITED = 2n ** 62n;
 
+/*
+ * The kernel serves cgroupfs from memory, so its files are read and written in
+ * place: a trip through libuv's thread pool for each file of a dozen v1
+ * hierarchies made every task's create some milliseconds longer.
+ */
 async function readText(path: string): Promise<string | undefined> {
   try {
-    return (await readFile(path, 'utf8')).trim();
+    return readFileSync(path, 'utf8').trim();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
+}
+
+async function put(path: string, data: string): Promise<void> {
+  writeFileSync(path, data);
+}
+
+async function makeDir(path: string): Promise<void> {
+  mkdirSync(path, { recursive: true });
 }
 
 /** Reads `key value` lines (cpu.stat, memory.stat, memory.events, memory.oom_control). */
@@ -65,7 +78,7 @@ export class Cgroup {
   async #write(controller: V1Controller, file: string, value: string | number): Promise<void> {
     const dir = this.dir(controller);
     if (!dir) throw new Error(`the ${controller} controller is not mounted`);
-    await writeFile(join(dir, file), String(value));
+    await put(join(dir, file), String(value));
   }
 
   async #read(controller: V1Controller, file: string): Promise<string | undefined> {
@@ -76,7 +89,7 @@ export class Cgroup {
   /** Creates the cgroup (and its parents) and applies the limits. */
   async create(resources: Resources = {}): Promise<void> {
     if (this.v2) await this.#enableControllers();
-    await Promise.all(this.dirs().map((d) => mkdir(d, { recursive: true })));
+    await Promise.all(this.dirs().map((d) => makeDir(d)));
     if (!this.v2) await this.#inheritCpuset();
     await this.apply(resources);
   }
@@ -88,11 +101,11 @@ export class Cgroup {
     const wanted = ['cpu', 'cpuset', 'memory', 'pids'].filter((c) => available.includes(c));
     let dir = root;
     for (const part of this.path.split('/').slice(0, -1)) {
-      await writeFile(join(dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
+      await put(join(dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
       dir = join(dir, part);
-      await mkdir(dir, { recursive: true });
+      await makeDir(dir);
     }
-    await writeFile(join(dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
+    await put(join(dir, 'cgroup.subtree_control'), wanted.map((c) => `+${c}`).join(' ')).catch(() => undefined);
   }
 
   /** v1 cpuset: a new group starts with no cpus or mems and refuses tasks; copy the parent's down the path. */
@@ -104,7 +117,7 @@ export class Cgroup {
       const parent = dir;
       dir = join(dir, part);
       for (const f of ['cpuset.cpus', 'cpuset.mems']) {
-        if (!(await readText(join(dir, f)))) await writeFile(join(dir, f), (await readText(join(parent, f))) ?? '');
+        if (!(await readText(join(dir, f)))) await put(join(dir, f), (await readText(join(parent, f))) ?? '');
       }
     }
   }
@@ -135,7 +148,7 @@ export class Cgroup {
 
   async #applyV2(r: Resources) {
     const dir = this.dir() as string;
-    const w = (file: string, v: string | number) => writeFile(join(dir, file), String(v));
+    const w = (file: string, v: string | number) => put(join(dir, file), String(v));
     if (r.memory !== undefined) await w('memory.max', r.memory || 'max');
     if (r.memorySwap !== undefined && r.memory) {
       // v2 limits swap alone: docker's memory+swap total minus memory.
@@ -220,7 +233,7 @@ export class Cgroup {
     const until = Date.now() + timeoutMs;
     if (this.v2) {
       const dir = this.dir() as string;
-      await writeFile(join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
+      await put(join(dir, 'cgroup.freeze'), frozen ? '1' : '0');
       while (parseKeyValues(await readText(join(dir, 'cgroup.events'))).get('frozen') !== (frozen ? 1n : 0n)) {
         if (Date.now() > until) throw new Error(`cgroup ${this.path} did not ${frozen ? 'freeze' : 'thaw'}`);
         await sleep(5);
@@ -240,7 +253,7 @@ export class Cgroup {
   async killAll(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (this.v2 && signal === 'SIGKILL') {
       const kill = join(this.dir() as string, 'cgroup.kill');
-      if ((await readText(kill)) !== undefined) return writeFile(kill, '1');
+      if ((await readText(kill)) !== undefined) return put(kill, '1');
     }
     // An empty group (a stopped task's, at its delete) has nothing to freeze, and nothing can fork into it.
     const pids = await this.pids();
