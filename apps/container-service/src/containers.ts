@@ -192,6 +192,9 @@ export function commitConfig(rec: ContainerRecord): CommitConfig {
   };
 }
 
+/** What a start runs between the task's create and its start: an attach, which may start it itself (its pid). */
+export type BeforeStart = (shim: ShimClient, id: string) => Promise<number | undefined>;
+
 export class Containers {
   #locks = new Map<string, Promise<unknown>>();
   #shims = new Map<string, ShimClient>();
@@ -453,9 +456,10 @@ export class Containers {
 
   /**
    * Starts the container's task. `beforeStart` runs once the task exists in
-   * its shim and before its process runs (attach there, miss nothing).
+   * its shim and before its process runs (attach there, miss nothing); when
+   * it started the process itself (Attach's run), it gives its pid.
    */
-  start(ref: string, beforeStart?: (shim: ShimClient, id: string) => Promise<void>): Promise<number> {
+  start(ref: string, beforeStart?: BeforeStart): Promise<number> {
     const rec = this.find(ref);
     return this.#locked(rec.container.id, () => this.#start(rec.container.id, beforeStart));
   }
@@ -465,11 +469,7 @@ export class Containers {
    * A start that fails removes it again, anonymous volumes and all, so a
    * failed run leaves nothing; the start's error is the one thrown.
    */
-  async run(
-    name: string,
-    cfg: ContainerConfig,
-    beforeStart?: (shim: ShimClient, id: string) => Promise<void>,
-  ): Promise<Container> {
+  async run(name: string, cfg: ContainerConfig, beforeStart?: BeforeStart): Promise<Container> {
     const c = await this.create(name, cfg);
     try {
       await this.start(c.id, beforeStart);
@@ -482,7 +482,7 @@ export class Containers {
     return this.find(c.id).container;
   }
 
-  async #start(id: string, beforeStart?: (shim: ShimClient, id: string) => Promise<void>): Promise<number> {
+  async #start(id: string, beforeStart?: BeforeStart): Promise<number> {
     const rec = this.d.store.container(id);
     if (!rec) throw notFound(`No such container: ${id}`);
     const c = rec.container;
@@ -553,10 +553,10 @@ export class Containers {
         runtime: '',
       });
       undo.push(() => shim.delete({ id, execId: '' }));
-      await beforeStart?.(shim, id);
       let pid: number;
       try {
-        pid = (await shim.start({ id, execId: '' })).pid;
+        // An attach may have the shim start the process in its own call (the pid is its answer).
+        pid = (await beforeStart?.(shim, id)) ?? (await shim.start({ id, execId: '' })).pid;
       } catch (err) {
         // The command could not run: the task ended with docker's code (127, 126), which the container keeps.
         const exit = await shim.state({ id, execId: '' }).catch(() => undefined);

@@ -419,21 +419,30 @@ async function attach(m: Containers, call: ServerDuplexStream<AttachRequest, Att
   let shimRef: ShimClient | undefined;
   let id = '';
 
-  const open = async (shim: ShimClient, cid: string) => {
+  /**
+   * Attaches to the process in its shim. With `run` the shim starts it in the
+   * same call, and the pid is the answer (undefined from a shim of before
+   * that, which the caller then starts); a start that fails rejects.
+   */
+  const open = async (shim: ShimClient, cid: string, run = false): Promise<number | undefined> => {
     shimRef = shim;
     id = cid;
     const s = shim.attach({ timeoutMs: 365 * 86400_000 });
     shimStream = s;
-    let acked!: () => void;
-    const ack = new Promise<void>((r) => {
-      acked = r;
+    let answered!: (pid: number | undefined) => void;
+    let failed!: (err: unknown) => void;
+    const ready = new Promise<number | undefined>((resolve, reject) => {
+      answered = resolve;
+      failed = reject;
     });
     ended = new Promise<void>((resolve, reject) => {
       s.on('data', (msg: ShimAttachResponse) => {
         const p = msg.part;
-        if (p?.$case === 'stdout') {
-          acked();
-          if (p.value.length && wantOut.stdout) call.write({ part: { $case: 'stdout', value: p.value } });
+        if (p?.$case === 'started') answered(p.value.pid);
+        else if (p?.$case === 'stdout') {
+          // The empty first chunk: attached, and not started.
+          if (!p.value.length) answered(undefined);
+          else if (wantOut.stdout) call.write({ part: { $case: 'stdout', value: p.value } });
         } else if (p?.$case === 'stderr') {
           if (wantOut.stderr) call.write({ part: { $case: 'stderr', value: p.value } });
         } else if (p?.$case === 'exit') {
@@ -441,26 +450,31 @@ async function attach(m: Containers, call: ServerDuplexStream<AttachRequest, Att
         }
       });
       s.on('end', () => {
-        acked();
+        answered(undefined);
         resolve();
       });
       s.on('error', (err: { code?: number }) => {
-        acked();
-        if (err.code === 1) resolve();
-        else reject(fromGrpcError(err));
+        if (err.code === 1) {
+          answered(undefined);
+          resolve();
+          return;
+        }
+        const e = fromGrpcError(err);
+        failed(e);
+        reject(e);
       });
     });
     ended.catch(() => undefined);
-    s.write({ part: { $case: 'start', value: { id: cid, execId: a.execId } } });
-    await ack;
+    s.write({ part: { $case: 'start', value: { id: cid, execId: a.execId } }, run });
+    return ready;
   };
 
   // What the caller sends before the process runs (typed ahead, a resize) waits for it, in order.
   let queue: AttachRequest[] | undefined = [];
   const forward = (req: AttachRequest) => {
     const p = req.part;
-    if (p?.$case === 'stdin' && a.stdin) shimStream?.write({ part: { $case: 'stdin', value: p.value } });
-    else if (p?.$case === 'closeStdin') shimStream?.write({ part: { $case: 'closeStdin', value: true } });
+    if (p?.$case === 'stdin' && a.stdin) shimStream?.write({ part: { $case: 'stdin', value: p.value }, run: false });
+    else if (p?.$case === 'closeStdin') shimStream?.write({ part: { $case: 'closeStdin', value: true }, run: false });
     else if (p?.$case === 'resize')
       void shimRef
         ?.resizePty({ id, execId: a.execId, width: p.value.width, height: p.value.height })
@@ -472,9 +486,9 @@ async function attach(m: Containers, call: ServerDuplexStream<AttachRequest, Att
   });
   if (a.create) {
     if (!a.create.config) throw invalidArgument('a container needs a config');
-    await m.run(a.create.name, a.create.config, open);
+    await m.run(a.create.name, a.create.config, (shim, cid) => open(shim, cid, true));
   } else if (a.start && !a.execId) {
-    await m.start(a.ref, open);
+    await m.start(a.ref, (shim, cid) => open(shim, cid, true));
   } else {
     const { rec, shim } = await m.shimOf(a.ref);
     await open(shim, rec.container.id);

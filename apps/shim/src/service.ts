@@ -204,12 +204,23 @@ async function attach(call: ServerDuplexStream<AttachRequest, AttachResponse>, t
     call.once('end', () => resolve(undefined));
   });
   if (first?.part?.$case !== 'start') throw invalidArgument('attach must begin with the process to attach to');
-  const proc: Proc = task(first.part.value.id).process(first.part.value.execId);
+  const { id, execId } = first.part.value;
+  const proc: Proc = task(id).process(execId);
   const unsubscribe = proc.io.subscribe((stream, data) => {
     call.write({ part: stream === 'stdout' ? { $case: 'stdout', value: data } : { $case: 'stderr', value: data } });
   });
-  // An empty first chunk says "attached": a caller can start the process now and miss no output.
-  call.write({ part: { $case: 'stdout', value: Buffer.alloc(0) } });
+  if (first.run) {
+    // Started in the same call, its output already subscribed to; a start that fails is this call's error.
+    try {
+      call.write({ part: { $case: 'started', value: { pid: await task(id).start(execId) } } });
+    } catch (err) {
+      unsubscribe();
+      throw err;
+    }
+  } else {
+    // An empty first chunk says "attached": a caller can start the process now and miss no output.
+    call.write({ part: { $case: 'stdout', value: Buffer.alloc(0) } });
+  }
   call.on('data', (req: AttachRequest) => {
     if (req.part?.$case === 'stdin') proc.io.writeStdin(req.part.value);
     else if (req.part?.$case === 'closeStdin') proc.io.closeStdin();

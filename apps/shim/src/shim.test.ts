@@ -153,6 +153,44 @@ describe('a task through the shim', () => {
     await expect(client.state({ id: t.id, execId: '' })).rejects.toThrow(/not found/);
   });
 
+  it('starts the process in the attach call when asked (run): started first, then its output and exit', async () => {
+    const t = await runTask('echo one; echo two >&2; exit 5');
+    const stream = client.attach();
+    stream.write({ part: { $case: 'start', value: { id: t.id, execId: '' } }, run: true });
+    const parts: string[] = [];
+    let pid = 0;
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (m: AttachResponse) => {
+        const p = m.part;
+        if (p?.$case === 'started') {
+          pid = p.value.pid;
+          parts.push('started');
+        } else if (p?.$case === 'stdout' || p?.$case === 'stderr') parts.push(p.value.toString());
+        else if (p?.$case === 'exit') parts.push(`exit ${p.value.exitStatus}`);
+      });
+      stream.on('error', reject);
+      stream.on('end', resolve);
+    });
+    expect(pid).toBe(t.pid);
+    expect(parts[0]).toBe('started');
+    expect(parts.slice(1).join('')).toMatch(/^(one\ntwo\n|two\none\n)exit 5$/);
+    await client.delete({ id: t.id, execId: '' });
+
+    // A command that cannot run fails the call, as Start would, and the task keeps docker's code.
+    const bad = await runTask('true', { patch: (sp) => Object.assign(sp.process ?? {}, { args: ['nosuch'] }) });
+    const failing = client.attach();
+    failing.write({ part: { $case: 'start', value: { id: bad.id, execId: '' } }, run: true });
+    const err = await new Promise<Error>((resolve) => {
+      failing.on('data', () => undefined);
+      failing.on('error', resolve);
+      failing.on('end', () => resolve(new Error('ended without an error')));
+    });
+    expect(err.message).toContain('executable file not found');
+    const st = await client.state({ id: bad.id, execId: '' });
+    expect(st).toMatchObject({ status: Status.STATUS_STOPPED, exitStatus: 127 });
+    await client.delete({ id: bad.id, execId: '' });
+  });
+
   it('writes the exit status to disk before task.exited, and keeps it until delete', async () => {
     const t = await runTask('exit 42');
     const exitFile = join(engine.state, 'shims', 'main', `${t.id}.exit.json`);
