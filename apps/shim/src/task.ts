@@ -220,10 +220,14 @@ export class Task {
         oomKilled,
       };
       if (!proc.execId) {
-        // On disk before anyone hears of it: a client that comes later still learns the truth.
-        // In one go: the exit waits on it, and thread-pool trips made it some 3 ms of a `run --rm`.
+        // On disk before anyone hears of it: a client that comes later (a container-service that
+        // crashed, a shim that died) still learns the truth. In one go: the exit waits on it, and
+        // thread-pool trips made it some 3 ms of a `run --rm`. Not fsynced: it must outlive a crash
+        // of any process, which the page cache does; a host that goes down ends every container.
         try {
-          writeFileAtomicSync(Task.exitFile(this.ctx.dir, this.id), JSON.stringify(record));
+          writeFileAtomicSync(Task.exitFile(this.ctx.dir, this.id), JSON.stringify(record), 0o600, {
+            durable: false,
+          });
         } catch (err) {
           this.ctx.log.error({ err, id: this.id }, 'cannot write the exit record');
         }

@@ -20,6 +20,11 @@ describe('fsutil', () => {
     mkdirSync(join(dir, 'sync', 'taken.json'));
     expect(() => writeFileAtomicSync(join(dir, 'sync', 'taken.json'), '{}')).toThrow();
     expect(readdirSync(join(dir, 'sync')).sort()).toEqual(['meta.json', 'taken.json']);
+    // Without the fsyncs (a file that must only outlive a process): the same whole file.
+    writeFileAtomicSync(p, JSON.stringify({ b: 3 }), 0o600, { durable: false });
+    expect(await readJsonFile(p)).toEqual({ b: 3 });
+    expect(statSync(p).mode & 0o777).toBe(0o600);
+    expect(readdirSync(join(dir, 'sync')).sort()).toEqual(['meta.json', 'taken.json']);
   });
 
   it('reads a missing file as undefined but refuses a corrupt one', async () => {
