@@ -3,8 +3,7 @@
  * controller (v1), or in the unified hierarchy (v2). Limits, stats, OOM
  * count, freeze/thaw and kill-all speak the same language on both.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { rmdir } from 'node:fs/promises';
+import { mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { type CgroupLayout, V1_CONTROLLERS, type V1Controller } from './layout.js';
 import { type Resources, type Stats, sharesToWeight } from './resources.js';
@@ -276,7 +275,7 @@ export class Cgroup {
     const remove = async (d: string) => {
       for (;;) {
         try {
-          await rmdir(d);
+          rmdirSync(d);
           return;
         } catch (err) {
           const code = (err as NodeJS.ErrnoException).code;

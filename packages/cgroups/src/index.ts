@@ -2,8 +2,8 @@ export * from './cgroup.js';
 export * from './layout.js';
 export * from './resources.js';
 
-import { constants, openSync, write } from 'node:fs';
-import { readFile, rmdir } from 'node:fs/promises';
+import { constants, openSync, rmdirSync, write } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readMountInfo } from '@ctr/sys/mountinfo';
 import { type CgroupLayout, detectLayout, type V1Controller } from './layout.js';
@@ -24,7 +24,7 @@ export async function removeCgroupIfEmpty(path: string): Promise<void> {
   const mounts = (await readMountInfo()).filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2');
   for (const m of mounts) {
     try {
-      await rmdir(join(m.mountPoint, path));
+      rmdirSync(join(m.mountPoint, path));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;
