@@ -80,12 +80,12 @@ export class SnapshotStore {
   }
 
   /** Runs fn on a copy of the metadata; the copy becomes the state once it is on disk. One at a time. */
-  async #txn<T>(fn: (db: Db) => Promise<T> | T): Promise<T> {
+  async #txn<T>(fn: (db: Db) => Promise<T> | T, sync: 'full' | 'file' = 'full'): Promise<T> {
     const run = this.#lock.then(async () => {
       const db = structuredClone(this.#db);
       const result = await fn(db);
       // In one go, without nine thread-pool trips: a prepare and a remove are on the path of every create and --rm.
-      writeFileAtomicSync(this.#metaFile, JSON.stringify(db));
+      writeFileAtomicSync(this.#metaFile, JSON.stringify(db), 0o600, { sync });
       this.#db = db;
       return result;
     });
@@ -203,7 +203,9 @@ export class SnapshotStore {
       if (child) throw failedPrecondition(`snapshot ${key} has children (${child.name}): remove them first`);
       delete db.snapshots[key];
       return r;
-    });
+      // A removal that a power cut undoes leaves a record nobody uses, which the sweeps remove (its
+      // directory cannot have gone before it: the journal keeps the rename ahead of the unlinks).
+    }, 'file');
     if (!removed) return false;
     // After the record is gone: a crash here leaves a stray directory for cleanup, not a dangling record.
     const going: Promise<void> = rm(this.snapshotDir(removed.id), { recursive: true, force: true }).finally(() =>

@@ -20,9 +20,11 @@ describe('fsutil', () => {
     mkdirSync(join(dir, 'sync', 'taken.json'));
     expect(() => writeFileAtomicSync(join(dir, 'sync', 'taken.json'), '{}')).toThrow();
     expect(readdirSync(join(dir, 'sync')).sort()).toEqual(['meta.json', 'taken.json']);
-    // Without the fsyncs (a file that must only outlive a process): the same whole file.
-    writeFileAtomicSync(p, JSON.stringify({ b: 3 }), 0o600, { durable: false });
+    // With fewer fsyncs (a change that may be lost, a file that must only outlive a process): the same whole file.
+    writeFileAtomicSync(p, JSON.stringify({ b: 3 }), 0o600, { sync: 'none' });
     expect(await readJsonFile(p)).toEqual({ b: 3 });
+    writeFileAtomicSync(p, JSON.stringify({ b: 4 }), 0o600, { sync: 'file' });
+    expect(await readJsonFile(p)).toEqual({ b: 4 });
     expect(statSync(p).mode & 0o777).toBe(0o600);
     expect(readdirSync(join(dir, 'sync')).sort()).toEqual(['meta.json', 'taken.json']);
   });

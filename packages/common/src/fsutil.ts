@@ -14,17 +14,20 @@ import { basename, dirname, join } from 'node:path';
  * libuv's thread pool took 1 ms idle and 3-7 ms on a busy host, on the path
  * of every create and every `--rm`.
  *
- * `durable: false` leaves out both fsyncs, for a file that must only survive
- * a process's crash (the page cache keeps it): a kill -9 still leaves the old
- * content or the new; a power cut may leave neither.
+ * `sync`: 'full' fsyncs the file before the rename and the directory after
+ * it. 'file' leaves out the directory's: a power cut may then undo the
+ * rename, but never tears the file (for a change that may be lost, such as a
+ * removal that a later sweep makes again). 'none' leaves out both, for a file
+ * that must only outlive a process (the page cache keeps it): a kill -9
+ * still leaves the old content or the new; a power cut may leave neither.
  */
 export function writeFileAtomicSync(
   path: string,
   data: string | Uint8Array,
   mode = 0o600,
-  opts: { durable?: boolean } = {},
+  opts: { sync?: 'full' | 'file' | 'none' } = {},
 ): void {
-  const durable = opts.durable ?? true;
+  const sync = opts.sync ?? 'full';
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.tmp`);
@@ -32,7 +35,7 @@ export function writeFileAtomicSync(
     const fd = openSync(tmp, 'w', mode);
     try {
       writeFileSync(fd, data);
-      if (durable) fsyncSync(fd);
+      if (sync !== 'none') fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -41,7 +44,7 @@ export function writeFileAtomicSync(
     rmSync(tmp, { force: true });
     throw err;
   }
-  if (!durable) return;
+  if (sync !== 'full') return;
   const d = openSync(dir, 'r');
   try {
     fsyncSync(d);
