@@ -952,26 +952,26 @@ export class Containers {
     c.networks = [];
     c.ports = [];
     this.d.store.putContainer(rec);
-    // A --rm container's layer goes as soon as its task (which had it mounted) is deleted, while its
-    // shim ends and its namespace goes: `run --rm` waits for the whole removal.
-    let snapshotGone: Promise<void> | undefined;
+    // A --rm container's layer, bundle and directory go as soon as its task (which had them mounted and
+    // open) is deleted, while its shim ends and its namespace goes: `run --rm` waits for the whole removal.
+    let filesGone: Promise<void> | undefined;
     const autoRemove = Boolean(c.config?.autoRemove) && !this.#removing.has(id) && !this.#closing;
     await this.#release(
       id,
       autoRemove
         ? () => {
-            snapshotGone = this.#removeSnapshot(c);
-            snapshotGone.catch(() => undefined); // awaited (and reported) below
+            filesGone = this.#removeFiles(c);
+            filesGone.catch(() => undefined); // awaited (and reported) below
           }
         : undefined,
     );
     this.#notify(id);
     if (this.#removing.has(id) || this.#closing) {
-      await snapshotGone?.catch(() => undefined);
+      await filesGone?.catch(() => undefined);
       return;
     }
     if (c.config?.autoRemove) {
-      await this.#remove(id, true, snapshotGone).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
+      await this.#remove(id, true, filesGone).catch((err) => this.d.log.error({ err, id }, 'auto-remove failed'));
       return;
     }
     // The record as it is now: a stop (or a start) that came while the task was released has the last word.
@@ -1177,23 +1177,27 @@ export class Containers {
     );
   }
 
+  /** The container's layer, bundle and directory, removed at once. */
+  #removeFiles(c: Container): Promise<void> {
+    return Promise.all([
+      this.#removeSnapshot(c),
+      rm(c.bundlePath, { recursive: true, force: true }),
+      rm(this.d.layout.containerDir(c.id), { recursive: true, force: true }),
+    ]).then(() => undefined);
+  }
+
   /**
    * Everything the container holds, in the reverse order of its making; the record goes last.
-   * `snapshotGone`: the layer's removal, when the exit of a --rm container began it.
+   * `filesGone`: the removal of its files (#removeFiles), when the exit of a --rm container began it.
    */
-  async #remove(id: string, volumes: boolean, snapshotGone?: Promise<void>) {
+  async #remove(id: string, volumes: boolean, filesGone?: Promise<void>) {
     const rec = this.d.store.container(id);
     if (!rec) return;
     const c = rec.container;
     this.#clearRestartTimer(id);
     // Released at its exit already, unless this service restarted since (or it never ran).
     if (!this.#released.delete(id)) await this.#release(id);
-    await Promise.all([
-      snapshotGone ?? this.#removeSnapshot(c),
-      rm(c.bundlePath, { recursive: true, force: true }),
-      rm(this.d.layout.containerDir(id), { recursive: true, force: true }),
-      this.#shimsGoing.get(id),
-    ]);
+    await Promise.all([filesGone ?? this.#removeFiles(c), this.#shimsGoing.get(id)]);
     this.d.store.deleteContainer(id);
     this.#monitors.delete(id);
     if (volumes || c.config?.autoRemove) {
