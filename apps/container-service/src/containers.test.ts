@@ -172,6 +172,13 @@ describe('ctrctl container commands', () => {
     expect(gone.stderr).toContain('No such object: web');
   });
 
+  it('start -a of a running container attaches to it, as docker does: its output from then on, and its code', async () => {
+    const id = await ok(['run', '-d', image, 'sh', '-c', 'sleep 0.5; echo late; exit 4']);
+    const r = await ctrctl(['start', '-a', id]);
+    expect(r).toMatchObject({ stdout: 'late\n', code: 4 });
+    await ok(['rm', id]);
+  });
+
   it('logs -f follows until the container exits; wait prints the exit code', async () => {
     const id = await ok(['run', '-d', image, 'sh', '-c', 'for i in 1 2 3; do echo line$i; sleep 0.2; done; exit 5']);
     const follow = await ctrctl(['logs', '-f', id]);

@@ -487,12 +487,13 @@ async function attach(m: Containers, call: ServerDuplexStream<AttachRequest, Att
   if (a.create) {
     if (!a.create.config) throw invalidArgument('a container needs a config');
     await m.run(a.create.name, a.create.config, (shim, cid) => open(shim, cid, true));
-  } else if (a.start && !a.execId) {
+  } else if (a.start && !a.execId && m.find(a.ref).container.state?.status !== 'running') {
     await m.start(a.ref, (shim, cid) => open(shim, cid, true));
   } else {
+    // An exec's process, or a container that runs already (docker start -a attaches to it).
     const { rec, shim } = await m.shimOf(a.ref);
     await open(shim, rec.container.id);
-    if (a.start) await shim.start({ id: rec.container.id, execId: a.execId });
+    if (a.start && a.execId) await shim.start({ id: rec.container.id, execId: a.execId });
   }
   for (const req of queue) forward(req);
   queue = undefined;
