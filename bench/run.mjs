@@ -36,6 +36,7 @@ import {
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
 const DETACHED = 20;
+const PULL_ROUNDS = 9;
 /** The pause before each timed `run --rm`. */
 const QUIET_MS = 300;
 /** Containers to a shim in the grouped run. */
@@ -67,8 +68,8 @@ async function pidsWith(...parts) {
 }
 
 /** A sub-bench's figures: the last JSON line it printed. */
-async function subBench(script) {
-  const { out } = await exec(process.execPath, [join(root, script)], { ...process.env, BENCH_ROUNDS: '5' });
+async function subBench(script, rounds) {
+  const { out } = await exec(process.execPath, [join(root, script)], { ...process.env, BENCH_ROUNDS: String(rounds) });
   const line = out
     .trim()
     .split('\n')
@@ -205,7 +206,8 @@ async function main() {
   }
 
   // 3. the sub-benches, each with its own engine and peer
-  const pull = await subBench('apps/image-service/bench/pull.mjs');
+  // More rounds for the pull: a disk's pace here varies by a second from one pull to the next.
+  const pull = await subBench('apps/image-service/bench/pull.mjs', PULL_ROUNDS);
   const p = { ctr: median(pull.ctr), cd: median(pull.containerd) };
   rows.push([
     `pull + unpack, ${pull.sizes.length}-layer Debian image (${(pull.sizes.reduce((a, b) => a + b, 0) / 1e6).toFixed(0)} MB gzip), local registry`,
@@ -214,7 +216,7 @@ async function main() {
     `${(p.ctr / p.cd).toFixed(2)}×`,
     '≤ 0.8×',
   ]);
-  const net = await subBench('apps/network-service/bench/attach.mjs');
+  const net = await subBench('apps/network-service/bench/attach.mjs', 5);
   rows.push([
     'network attach with a port map (sandbox + attach + remove)',
     `${net.ctrMs.toFixed(1)} ms`,
@@ -224,7 +226,7 @@ async function main() {
   ]);
 
   const table = [
-    `Measured on this machine on ${new Date().toISOString().slice(0, 10)}, medians (${ROUNDS} rounds for run, each command ${QUIET_MS} ms after the one before; 5 for pull and network); containerd 1.6 with runc 1.1 (Debian). podman + crun: not installed here.`,
+    `Measured on this machine on ${new Date().toISOString().slice(0, 10)}, medians (${ROUNDS} rounds for run, each command ${QUIET_MS} ms after the one before; ${PULL_ROUNDS} for pull, 5 for network); containerd 1.6 with runc 1.1 (Debian). podman + crun: not installed here.`,
     '',
     '| | ctr | containerd | ratio | target |',
     '|---|---|---|---|---|',
