@@ -11,6 +11,7 @@
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
+import { parseProcStat } from '@ctr/sys/proc';
 
 /** Sets every thread of `pid` (this process by default) to `nice`; threads that went meanwhile are skipped. */
 export function renice(nice: number, pid = process.pid): void {
@@ -28,10 +29,9 @@ export function renice(nice: number, pid = process.pid): void {
     }
   }
   try {
-    // The session's group, when the process leads it: stat's sixth field is the session id.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(') ') + 2).split(' ');
-    if (Number(fields[3]) === pid) writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+    // The session's group, when the process leads it.
+    if (parseProcStat(readFileSync(`/proc/${pid}/stat`, 'utf8')).session === pid)
+      writeFileSync(`/proc/${pid}/autogroup`, String(nice));
   } catch {
     // No autogroups in this kernel, or the process is gone.
   }

@@ -8,9 +8,10 @@ describe('/proc', () => {
     const fields = Array.from({ length: 50 }, (_, i) => String(i));
     fields[0] = 'S';
     fields[1] = '42';
+    fields[3] = '70';
     fields[19] = '123456';
     const st = parseProcStat(`77 (we(ird) name) ${fields.join(' ')}`);
-    expect(st).toEqual({ pid: 77, comm: 'we(ird) name', state: 'S', ppid: 42, startTime: 123456 });
+    expect(st).toEqual({ pid: 77, comm: 'we(ird) name', state: 'S', ppid: 42, session: 70, startTime: 123456 });
   });
 
   it('tells a live process from a dead one, and from a reused pid', async () => {

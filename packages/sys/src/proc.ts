@@ -8,6 +8,8 @@ export interface ProcStat {
   /** R, S, D, Z (zombie), T... */
   state: string;
   ppid: number;
+  /** Its session's id: its own pid when it leads the session. */
+  session: number;
   /** Start time in clock ticks after boot: with the pid, it names one process for good. */
   startTime: number;
 }
@@ -22,6 +24,7 @@ export function parseProcStat(text: string): ProcStat {
     comm: text.slice(open + 1, close),
     state: rest[0],
     ppid: Number(rest[1]),
+    session: Number(rest[3]),
     startTime: Number(rest[19]),
   };
 }
