@@ -71,7 +71,8 @@ export function shimApi(state: ShimState): ServiceBinding {
             bundle: t.bundle,
             pid: p.pid,
             status: t.paused && p.status === 'running' ? Status.STATUS_PAUSED : STATUS[p.status],
-            exitStatus: p.exit?.exitStatus ?? 0,
+            // A start that failed stopped it with docker's code before its waiter has reported the end.
+            exitStatus: p.exit?.exitStatus ?? p.startFailure ?? 0,
             exitedAt: p.exit ? new Date(p.exit.exitedAt) : undefined,
             oomKilled: p.exit?.oomKilled ?? false,
             terminal: p.io.terminal,
