@@ -126,9 +126,11 @@ async function main() {
    * Until it hosts a task, a shim ends once its starter is gone: warm, or
    * bound to a container but not given its task yet (its starter died in
    * between). Nothing else would ever end it. Once it hosts one, it outlives
-   * its starter, as it must.
+   * its starter, as it must. The starter names itself (CTR_SHIM_STARTER):
+   * one that died while this shim booted (slowly, behind busy work) has left
+   * it another parent by now, which would never die.
    */
-  const starter = process.ppid;
+  const starter = Number(process.env.CTR_SHIM_STARTER) || process.ppid;
   let orphaned: NodeJS.Timeout | undefined;
   const watchStarter = () => {
     clearInterval(orphaned);

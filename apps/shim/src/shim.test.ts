@@ -520,6 +520,30 @@ describe('the shim process', () => {
     await bound.client.delete({ id: t.id, execId: '' });
   });
 
+  it('warm: a starter that dies while the shim still boots is not mistaken for its new parent', async () => {
+    // The starter exits the moment the shim is spawned: the shim reads its parent only once booted.
+    const starter = `
+      import { startShim } from '@ctr/shim-client';
+      startShim(${JSON.stringify(engine)}, 'warm-early', {
+        warm: true,
+        onSpawn: (pid) => process.stdout.write(pid + '\\n', () => process.exit(0)),
+      });
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
+      cwd: join(import.meta.dirname, '..'),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const pid = Number(
+      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
+    );
+    await new Promise((r) => child.once('exit', r));
+    expect(pid).toBeGreaterThan(0);
+    await waitFor(() => !existsSync(`/proc/${pid}`), 'the orphaned warm shim to end', { timeoutMs: 8000 });
+    await waitFor(() => !existsSync(join(engine.state, 'shims', 'warm-early')), 'its directory to go', {
+      timeoutMs: 2000,
+    });
+  });
+
   it('tells the true exit status to a client that comes after the exit', async () => {
     const s = await startShim(engine, 'late');
     shims.push(s);

@@ -97,7 +97,8 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
     cwd: dir,
     // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
     // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
-    env: { ...process.env, NODE_COMPILE_CACHE: paths.compileCache },
+    // The shim ends if its starter dies before it hosts anything: it learns who that is here.
+    env: { ...process.env, NODE_COMPILE_CACHE: paths.compileCache, CTR_SHIM_STARTER: String(process.pid) },
   });
   if (child.pid) {
     // Its first thread now, so the threads Node starts inherit it; the shim sets any it already has.
