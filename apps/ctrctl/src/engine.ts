@@ -26,14 +26,27 @@ export interface Globals {
   close(): void;
 }
 
-/** The engine's config as the global flags (or CTR_* and the config file) give it. */
+const loaded = new Map<string, Config>();
+/**
+ * The engine's config as the global flags (or CTR_* and the config file) give
+ * it; loaded once for the same flags and environment (dialAhead's, then the
+ * command's).
+ */
 function configOf(flags: FlagValues): Config {
-  return loadConfig({
+  const opts = {
     root: flags.root as string | undefined,
     state: flags.state as string | undefined,
     instance: flags.instance as string | undefined,
     config: flags.config as string | undefined,
-  });
+  };
+  // The environment's CTR_* values are part of what loadConfig reads.
+  const key = JSON.stringify([opts, Object.entries(process.env).filter(([k]) => k.startsWith('CTR_'))]);
+  let config = loaded.get(key);
+  if (!config) {
+    config = loadConfig(opts);
+    loaded.set(key, config);
+  }
+  return config;
 }
 
 export function resolveGlobals(flags: FlagValues): Globals {
