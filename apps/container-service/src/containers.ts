@@ -650,8 +650,7 @@ export class Containers {
       const sandbox = await networks.createSandbox({ containerId: c.id, mode, containerName: c.name, names: namesReq });
       netnsPath = sandbox.netnsPath;
       names = sandbox.names;
-    }
-    if (!special) {
+    } else {
       const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
       const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
         protocol: p.protocol || 'tcp',
