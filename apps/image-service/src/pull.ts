@@ -1,8 +1,8 @@
 /**
  * Pull: resolve the reference, fetch the index or manifest, pick the
  * platform, fetch the config, then the layers, a few at a time, each handed
- * to the snapshotter the moment it and its parent are ready (the download of
- * layer n+1 overlaps the unpacking of layer n). The bottom layer, whose
+ * to the snapshotter the moment it is in: the snapshotter unpacks the layers
+ * side by side and commits each once its parent is. The bottom layer, whose
  * download nothing else would overlap, is unpacked as it downloads: the
  * snapshotter reads its ingest file as it grows (through a second name,
  * which stays when the download is committed or fails). Everything fetched
@@ -12,7 +12,7 @@
  * resumes from where they stopped.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CtrError, canceled, failedPrecondition, isAlreadyExists } from '@ctr/common/errors';
+import { CtrError, canceled, failedPrecondition, isAlreadyExists, isNotFound } from '@ctr/common/errors';
 import { formatReference, type Reference } from '@ctr/common/reference';
 import { type Images, LAYER_LABEL, type ResolvedImage } from './images.js';
 import type { ImageRecord } from './metadata.js';
@@ -107,7 +107,7 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
       const chains = chainIds(diffIds);
       for (const l of manifest.layers) progress({ desc: l, state: 'waiting', offset: 0, total: l.size });
 
-      // Downloads a few at a time; each layer is applied once it and its parent are in.
+      // Downloads a few at a time; each layer is applied once it is in, beside its parents.
       const inner = new AbortController();
       const onAbort = () => inner.abort();
       signal.addEventListener('abort', onAbort);
@@ -149,15 +149,19 @@ export async function pull(images: Images, opts: PullOptions): Promise<ImageReco
           });
           if (i === 0) first = downloaded.catch(() => undefined);
           downloads.push(downloaded);
-          const parent = applied[i - 1] ?? Promise.resolve();
+          const parentApplied = applied[i - 1] ?? Promise.resolve();
           applied.push(
-            Promise.all([downloaded, parent]).then(async () => {
+            downloaded.then(async () => {
               images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer fetched');
               if (!opts.unpack) return progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size });
               // No follow when the blob was there already, or its file was gone before it could be linked.
               const followed = await following?.catch(() => undefined);
               if (followed) await followed.finish(progress);
-              else await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress);
+              else
+                await applyLayer(images, lease, layer, chains[i], chains[i - 1] ?? '', diffIds[i], progress, {
+                  parentApplied,
+                  signal: inner.signal,
+                });
               images.log.debug({ layer: layer.digest, ms: Math.round(performance.now() - started) }, 'layer applied');
             }),
           );
@@ -357,6 +361,7 @@ async function followApply(
         labels: { [LAYER_LABEL]: diffId },
         follow: true,
         size: BigInt(layer.size),
+        afterParent: false,
       },
     },
   });
@@ -400,6 +405,7 @@ async function applyLayer(
   parent: string,
   diffId: string,
   progress: (p: Progress) => void,
+  beside?: BesideParent,
 ): Promise<void> {
   await images.leaseSnapshot(lease, chain);
   if (await snapshotExists(images, chain)) {
@@ -407,6 +413,7 @@ async function applyLayer(
     return;
   }
   progress({ desc: layer, state: 'extracting', offset: 0, total: layer.size });
+  const early = beside !== undefined && parent !== '';
   const { stream, response } = images.snapshots.applyLayer();
   stream.write({
     part: {
@@ -420,16 +427,46 @@ async function applyLayer(
         labels: { [LAYER_LABEL]: diffId },
         follow: false,
         size: 0n,
+        afterParent: early,
       },
     },
   });
-  stream.end();
+  let detach = () => {};
+  if (!early) stream.end();
+  else {
+    // The stream stays open while the layer is wanted: its end withdraws it (the pull failed), and
+    // the snapshotter answers once it has dropped it; one that does not answer is not waited for long.
+    let timer: NodeJS.Timeout | undefined;
+    const withdraw = () => {
+      stream.end();
+      timer = setTimeout(() => stream.cancel(), ABANDON_WAIT_MS);
+    };
+    if (beside.signal.aborted) withdraw();
+    else beside.signal.addEventListener('abort', withdraw, { once: true });
+    detach = () => {
+      beside.signal.removeEventListener('abort', withdraw);
+      clearTimeout(timer);
+    };
+  }
   try {
     await response;
   } catch (err) {
+    // A snapshotter from before after_parent knows no such wait: the layer goes on once its parent is in.
+    if (early && isNotFound(err) && !beside.signal.aborted) {
+      await beside.parentApplied;
+      return applyLayer(images, lease, layer, chain, parent, diffId, progress);
+    }
     if (!isAlreadyExists(err)) throw err;
+  } finally {
+    detach();
   }
   progress({ desc: layer, state: 'done', offset: layer.size, total: layer.size, message: 'Pull complete' });
+}
+
+/** A layer applied beside its parent, which is still being applied (`parentApplied`) until `signal` withdraws it. */
+interface BesideParent {
+  parentApplied: Promise<void>;
+  signal: AbortSignal;
 }
 
 /** Makes sure every layer of an image is a snapshot (after load or import, or a pull without unpack). */

@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
 import { type ApplyLayerResponse, SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
@@ -48,7 +48,7 @@ const withMount = <T>(mounts: Mount[], fn: (dir: string) => Promise<T>) => withS
 
 /** ApplyLayer with the layer streamed in chunks (or read by the daemon from `path`). */
 function applyLayer(
-  header: { name: string; parent: string; expectedDiffId?: string; path?: string },
+  header: { name: string; parent: string; expectedDiffId?: string; path?: string; afterParent?: boolean },
   data?: Buffer,
   chunk = 64 * 1024,
 ): { response: Promise<ApplyLayerResponse>; send: (from: number, to?: number) => void; end: () => void } {
@@ -56,7 +56,16 @@ function applyLayer(
   stream.write({
     part: {
       $case: 'header',
-      value: { mediaType: '', expectedDiffId: '', path: '', labels: {}, follow: false, size: 0n, ...header },
+      value: {
+        mediaType: '',
+        expectedDiffId: '',
+        path: '',
+        labels: {},
+        follow: false,
+        size: 0n,
+        afterParent: false,
+        ...header,
+      },
     },
   });
   const send = (from: number, to = data?.length ?? 0) => {
@@ -222,6 +231,63 @@ describe('ApplyLayer', () => {
     for (const k of ['z-active', 'umoci-view', ...[...zchain].reverse().map((c) => `z-${c}`), ...[...chain].reverse()])
       await snaps.remove({ key: k });
     expect(await list()).toEqual([]);
+  });
+
+  it('applies layers side by side with after_parent, each committed onto its parent once that is in', async () => {
+    const tars = LAYERS.map((l) => pack(l));
+    const image = await buildOciLayout(join(engine.dir, 'oci-side'), tars);
+    const bundle = join(engine.dir, 'umoci-side');
+    execFileSync('umoci', ['unpack', '--image', `${image.dir}:latest`, bundle], { stdio: 'pipe' });
+    const expected = await fileTree(join(bundle, 'rootfs'));
+    const chain = chainIds(image.diffIds).map((c) => `side-${c}`);
+    const header = (i: number) => ({
+      name: chain[i],
+      parent: chain[i - 1] ?? '',
+      expectedDiffId: image.diffIds[i],
+      path: join(image.dir, 'blobs/sha256', image.layerDigests[i].slice(7)),
+      afterParent: true,
+    });
+    // The top layers first: each is unpacked at once and waits for its parent's commit. The client
+    // keeps its stream open (its end would withdraw the layer). Layer two wrote through layer one's
+    // symlink bin -> usr/bin, so it is unpacked again once layer one is in.
+    await snaps.cleanup({});
+    const dirsBefore = snapshotDirs().length;
+    const top = [2, 1].map((i) => applyLayer(header(i)));
+    await waitFor(() => snapshotDirs().length === dirsBefore + 2, 'the top layers being unpacked');
+    const bottom = await applyAll(header(0));
+    expect(bottom.diffId).toBe(image.diffIds[0]);
+    const answers = await Promise.all(top.map((a) => a.response));
+    expect(answers.map((a) => a.diffId)).toEqual([image.diffIds[2], image.diffIds[1]]);
+    for (const a of top) a.end();
+    const infos = await Promise.all(chain.map((c) => snaps.stat({ key: c })));
+    expect(infos.map((i) => i.parent)).toEqual(['', chain[0], chain[1]]);
+    const view = await snaps.view({ key: 'side-view', parent: chain[2], labels: {} });
+    const ours = await withMount(view.mounts, (d) => fileTree(d));
+    expect(ours).toEqual(expected);
+    expect(ours['usr/lib']).toMatchObject({ mode: '750', owner: '0:7' });
+    expect(ours['usr/bin/via-link']).toBeDefined();
+    for (const k of ['side-view', ...[...chain].reverse()]) await snaps.remove({ key: k });
+    expect(await list()).toEqual([]);
+  });
+
+  it('drops a layer waiting for its parent when the client withdraws it, and answers once it is gone', async () => {
+    await snaps.cleanup({});
+    const dirsBefore = snapshotDirs();
+    const tar = pack(LAYERS[2]);
+    const path = join(engine.dir, 'orphan.tar');
+    await writeFile(path, tar);
+    const a = applyLayer({ name: 'orphan', parent: 'never-applied', path, afterParent: true });
+    await waitFor(() => snapshotDirs().length > dirsBefore.length, 'the layer being unpacked');
+    await new Promise((r) => setTimeout(r, 200));
+    a.end();
+    expect(((await a.response.catch((e: Error) => e)) as Error).message).toMatch(/withdrew/);
+    expect(await list()).toEqual([]);
+    await snaps.cleanup({});
+    expect(snapshotDirs()).toEqual(dirsBefore);
+    // Without after_parent a missing parent is what it always was: an error at once.
+    expect(
+      ((await applyAll({ name: 'orphan', parent: 'never-applied', path }).catch((e) => e)) as Error).message,
+    ).toMatch(/parent snapshot never-applied does not exist/);
   });
 
   it('leaves no snapshot behind when a layer is bad, and says why in one line', async () => {

@@ -1,5 +1,5 @@
 /** snapshotter: overlay2 snapshots and layer application; knows nothing of images or containers. */
-import { stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import type { ServerReadableStream } from '@grpc/grpc-js';
 import {
@@ -14,6 +14,8 @@ import type { EventBus } from '@ctr/common/events';
 import { alreadyExists, canceled, failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
 import { implement } from '@ctr/common/grpc';
 import { checkDigest } from '@ctr/common/reference';
+import { AT, closeFd, O, openat2, syncfsAsync } from '@ctr/sys';
+import { settleDeferred } from '@ctr/tar/extract';
 import { ApplyError, applyLayer } from './apply/apply.js';
 import { diffLayer } from './diff.js';
 import { usage } from './usage.js';
@@ -64,8 +66,22 @@ async function readApplyRequest(call: ServerReadableStream<ApplyLayerRequest, un
  * the diff id matched. On any failure that snapshot is removed; after a crash,
  * start-up removes it. Two applies of one name at once: the first commit wins,
  * the other answers ALREADY_EXISTS and leaves nothing.
+ *
+ * `afterParent` with a parent not yet committed (a layer from a file): the
+ * layer is unpacked at once, into a snapshot without a parent, then waits for
+ * the parent's commit, settles the directories it took from the parents, and
+ * is committed onto it. Should the parents have a symlink or a file where the
+ * layer assumed a directory, it is unpacked again over them. The client keeps
+ * its stream open while it wants the layer: its end (or the call's
+ * cancellation, `signal`) withdraws it, and the answer comes once nothing of
+ * it is left.
  */
-async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIterable<Uint8Array>) {
+async function apply(
+  store: SnapshotStore,
+  h: ApplyLayerHeader,
+  chunks: AsyncIterable<Uint8Array>,
+  signal: AbortSignal,
+) {
   if (!h.name) throw invalidArgument('ApplyLayer needs the name of the snapshot to create');
   reserved(h.name);
   if (h.expectedDiffId) checkDigest(h.expectedDiffId, 'diff id');
@@ -73,29 +89,65 @@ async function apply(store: SnapshotStore, h: ApplyLayerHeader, chunks: AsyncIte
   if (h.path && !(await stat(h.path).catch(() => undefined))?.isFile())
     throw failedPrecondition(`layer file ${h.path} does not exist or is not a file`);
   if (h.follow && (!h.path || h.size <= 0n)) throw invalidArgument('a followed layer needs its path and its size');
+  const early = h.afterParent && !!h.parent && !!h.path && !h.follow && !store.has(h.parent);
   const key = `${EXTRACT_PREFIX}${randomUUID()}/${h.name}`;
-  const rec = await store.create('active', key, h.parent, {});
+  const rec = await store.create('active', key, early ? '' : h.parent, {});
   try {
     const job = {
       root: store.fsDir(rec.id),
       lowers: store.parents(rec).map((p) => store.fsDir(p.id)),
+      pendingLowers: early,
       expectedDiffId: h.expectedDiffId,
       path: h.path || undefined,
       follow: h.follow ? { size: Number(h.size) } : undefined,
     };
-    let result: Awaited<ReturnType<typeof applyLayer>>;
-    try {
-      result = await applyLayer(job, chunks);
-    } catch (err) {
-      if (err instanceof ApplyError)
-        throw err.badLayer ? invalidArgument(err.message) : internal(`applying the layer failed: ${err.message}`);
-      throw err;
+    const run = async (j: typeof job) => {
+      try {
+        return await applyLayer(j, chunks);
+      } catch (err) {
+        if (err instanceof ApplyError)
+          throw err.badLayer ? invalidArgument(err.message) : internal(`applying the layer failed: ${err.message}`);
+        throw err;
+      }
+    };
+    const withdrawn = new AbortController();
+    if (early) {
+      const onCancel = () => withdrawn.abort(canceled('the client went away'));
+      if (signal.aborted) onCancel();
+      else signal.addEventListener('abort', onCancel, { once: true });
+      void (async () => {
+        for await (const _ of chunks) break;
+      })()
+        .catch(() => undefined)
+        .finally(() => withdrawn.abort(canceled('the client withdrew the layer')));
     }
-    await store.commit(h.name, key, h.labels, result.usage);
+    let result = await run(job);
+    if (early) {
+      await store.whenCommitted(h.parent, withdrawn.signal);
+      const parent = store.get(h.parent);
+      const lowers = [parent, ...store.parents(parent)].map((p) => store.fsDir(p.id));
+      if (settleDeferred(job.root, lowers, result.deferred)) await flush(job.root);
+      else {
+        await rm(job.root, { recursive: true, force: true });
+        await mkdir(job.root, { mode: 0o755 });
+        result = await run({ ...job, lowers, pendingLowers: false });
+      }
+    }
+    await store.commit(h.name, key, h.labels, result.usage, early ? h.parent : undefined);
     return result;
   } catch (err) {
     await store.remove(key);
     throw err;
+  }
+}
+
+/** The file system holding `dir` written out (a layer applied beside its parents is not, until they are in). */
+async function flush(dir: string) {
+  const fd = openat2(AT.FDCWD, dir, O.RDONLY | O.DIRECTORY, 0, 0);
+  try {
+    await syncfsAsync(fd);
+  } finally {
+    closeFd(fd);
   }
 }
 
@@ -157,7 +209,9 @@ export function snapshotsApi(store: SnapshotStore, bus: EventBus) {
     },
     applyLayer: async (call) => {
       const { header, chunks } = await readApplyRequest(call);
-      const r = await apply(store, header, chunks);
+      const gone = new AbortController();
+      call.once('cancelled', () => gone.abort(canceled('the client went away')));
+      const r = await apply(store, header, chunks, gone.signal);
       void bus.publish('snapshotCommitted', { key: '', name: header.name });
       return { diffId: r.diffId, size: BigInt(r.size) };
     },

@@ -55,6 +55,8 @@ export class SnapshotStore {
   #lock: Promise<unknown> = Promise.resolve();
   /** Directories of removed snapshots being deleted. */
   #removing = new Set<Promise<void>>();
+  /** Who waits for a snapshot to be committed, by name (whenCommitted). */
+  #waiting = new Map<string, Set<() => void>>();
 
   private constructor(root: string) {
     this.dir = join(root, 'snapshots', 'overlay2');
@@ -165,13 +167,31 @@ export class SnapshotStore {
     return parents.map((p) => this.fsDir(p.id)).join(':');
   }
 
-  async commit(name: string, key: string, labels: Record<string, string>, usage?: Usage): Promise<SnapshotRecord> {
+  /**
+   * Commits an active snapshot as `name`. `parent` sets the parent of one made
+   * without it: a layer unpacked before its parent was there (it has no work
+   * dir, and needs none: nothing mounts a committed snapshot).
+   */
+  async commit(
+    name: string,
+    key: string,
+    labels: Record<string, string>,
+    usage?: Usage,
+    parent?: string,
+  ): Promise<SnapshotRecord> {
     if (!name) throw invalidArgument('a committed snapshot needs a name');
-    return this.#txn((db) => {
+    const rec = await this.#txn((db) => {
       const r = db.snapshots[key];
       if (!r) throw notFound(`snapshot ${key} does not exist`);
       if (r.kind !== 'active') throw failedPrecondition(`snapshot ${key} is not active: only active snapshots commit`);
       if (db.snapshots[name]) throw alreadyExists(`snapshot ${name} already exists`);
+      if (parent) {
+        if (r.parent) throw failedPrecondition(`snapshot ${key} has a parent already`);
+        const p = db.snapshots[parent];
+        if (!p) throw notFound(`parent snapshot ${parent} does not exist`);
+        if (p.kind !== 'committed') throw failedPrecondition(`parent snapshot ${parent} is not committed`);
+        r.parent = parent;
+      }
       delete db.snapshots[key];
       const now = new Date().toISOString();
       const rec: SnapshotRecord = {
@@ -184,6 +204,31 @@ export class SnapshotStore {
       };
       db.snapshots[name] = rec;
       return rec;
+    });
+    const waiting = this.#waiting.get(name);
+    this.#waiting.delete(name);
+    for (const wake of waiting ?? []) wake();
+    return rec;
+  }
+
+  /** Resolves once `name` is a committed snapshot (at once if it is); rejects when `signal` aborts. */
+  whenCommitted(name: string, signal: AbortSignal): Promise<void> {
+    if (this.#db.snapshots[name]?.kind === 'committed') return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const set = this.#waiting.get(name) ?? new Set();
+      this.#waiting.set(name, set);
+      const onAbort = () => {
+        set.delete(wake);
+        if (!set.size && this.#waiting.get(name) === set) this.#waiting.delete(name);
+        reject(signal.reason);
+      };
+      const wake = () => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      if (signal.aborted) return onAbort();
+      set.add(wake);
+      signal.addEventListener('abort', onAbort, { once: true });
     });
   }
 

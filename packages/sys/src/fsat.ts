@@ -162,3 +162,18 @@ export function closeFd(fd: number): void {
 export function syncfs(fd: number): void {
   if (c.syncfs(fd) < 0) fail('syncfs', `fd ${fd}`);
 }
+
+/**
+ * syncfs on libuv's thread pool: the event loop goes on while the disk
+ * catches up. (errno is not carried back from there; syncfs fails with EIO
+ * for what it could not write, so it is read as that.)
+ */
+export function syncfsAsync(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    c.syncfs.async(fd, (err: unknown, r: number) => {
+      if (err) reject(err);
+      else if (r < 0) reject(new SysError('syncfs', 5, `fd ${fd}`));
+      else resolve();
+    });
+  });
+}

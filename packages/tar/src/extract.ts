@@ -18,6 +18,13 @@
  * symlink is followed, and a path no layer has is made 0755 root-owned as
  * docker does.
  *
+ * A layer may also be applied before its parents are on disk (`pending`: a
+ * pull unpacks its layers side by side). Whiteouts and opaque directories are
+ * then made as for a layer with lowers, and a parent the layer lacks is made
+ * 0755 root-owned and listed in `deferred`; once the parents are there,
+ * settleDeferred() gives each what the lowers have, or answers that the layer
+ * must be applied again over them (a lower has a symlink or a file there).
+ *
  * Whiteouts: `.wh.NAME` becomes overlay's whiteout (a 0:0 character device)
  * and `.wh..wh..opq` the opaque xattr on its directory; both only hide lower
  * layers (OCI image spec), so with no lowers they are nothing, and a whiteout
@@ -90,6 +97,11 @@ export class Extractor implements TarHandler {
   entries = 0;
   readonly #root: Dir;
   readonly #lowers: string[];
+  /** It has lowers: those in #lowers, or pending ones not yet on disk. */
+  readonly #hasLowers: boolean;
+  readonly #pending: boolean;
+  /** With pending lowers: the parents the layer lacks, made here as placeholders (their real paths). */
+  readonly #deferred = new Set<string>();
   #dirs = new Map<string, Dir>();
   #file = -1;
   #entry?: TarEntry;
@@ -100,12 +112,20 @@ export class Extractor implements TarHandler {
 
   /**
    * `root`: the snapshot's own directory; `lowers`: its parents' directories,
-   * nearest first; `what` names an entry in errors ("layer entry").
+   * nearest first; `what` names an entry in errors ("layer entry");
+   * `pending`: the layer has lowers, not yet on disk (see `deferred`).
    */
-  constructor(root: string, lowers: string[], what = 'layer entry') {
+  constructor(root: string, lowers: string[], what = 'layer entry', pending = false) {
     this.#what = what;
     this.#root = { fd: openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY, 0, 0), real: '' };
     this.#lowers = lowers;
+    this.#pending = pending && lowers.length === 0;
+    this.#hasLowers = lowers.length > 0 || this.#pending;
+  }
+
+  /** The placeholders made for parents the layer lacks while its lowers were pending, shallowest first. */
+  get deferred(): string[] {
+    return [...this.#deferred].sort((a, b) => a.split('/').length - b.split('/').length);
   }
 
   entry(e: TarEntry): void {
@@ -146,9 +166,12 @@ export class Extractor implements TarHandler {
   /**
    * After the last entry: directory times (children changed them), the file
    * system flushed (a snapshot is only committed once its files are on disk: a
-   * power cut must not leave a committed layer with empty files), every fd closed.
+   * power cut must not leave a committed layer with empty files), every fd
+   * closed. `sync` false leaves the flush to the caller (a layer applied beside
+   * its parents flushes once they are committed, and does not stall the disk
+   * under the layers still being written).
    */
-  finish(): void {
+  finish(sync = true): void {
     for (const d of this.#dirTimes.reverse()) {
       let fd = -1;
       try {
@@ -160,7 +183,7 @@ export class Extractor implements TarHandler {
         if (fd >= 0) closeFd(fd);
       }
     }
-    syncfs(this.#root.fd);
+    if (sync) syncfs(this.#root.fd);
     this.close();
   }
 
@@ -251,7 +274,9 @@ export class Extractor implements TarHandler {
         closeFd(fd);
       }
     }
-    this.#dirTimes.push({ real: joinPath(parent.real, name), atime: e.atime ?? e.mtime, mtime: e.mtime });
+    const real = joinPath(parent.real, name);
+    this.#deferred.delete(real); // the layer's own entry for it: its metadata stands
+    this.#dirTimes.push({ real, atime: e.atime ?? e.mtime, mtime: e.mtime });
   }
 
   #hardlink(parent: Dir, name: string, e: TarEntry): void {
@@ -301,13 +326,13 @@ export class Extractor implements TarHandler {
 
   #whiteout(parent: Dir, name: string): void {
     if (!name || name === '.' || name === '..') throw new LayerError('a whiteout without a name');
-    if (this.#lowers.length === 0) return;
+    if (!this.#hasLowers) return;
     if (lstatAt(parent.fd, name)) return; // written by this layer: a whiteout only hides lower layers
     mknodat(parent.fd, name, S.IFCHR, 0n);
   }
 
   #opaque(dir: Dir): void {
-    if (this.#lowers.length === 0) return;
+    if (!this.#hasLowers) return;
     const fd = openat2(dir.fd, '.', O.RDONLY | O.DIRECTORY, 0, STRICT);
     try {
       fsetxattr(fd, OPAQUE_XATTR, Buffer.from('y'));
@@ -317,7 +342,7 @@ export class Extractor implements TarHandler {
   }
 
   #setOpaque(parentFd: number, name: string): void {
-    if (this.#lowers.length) lsetxattr(proc(parentFd, name), OPAQUE_XATTR, Buffer.from('y'));
+    if (this.#hasLowers) lsetxattr(proc(parentFd, name), OPAQUE_XATTR, Buffer.from('y'));
   }
 
   #forget(): void {
@@ -384,50 +409,101 @@ export class Extractor implements TarHandler {
   /** A parent the upper lacks: as the merged view of the lowers has it. */
   #fromLowers(parent: Dir, name: string, key: string, hops: number): Dir {
     const real = joinPath(parent.real, name);
-    const found = this.#lookupLowers(real);
+    if (this.#pending) {
+      mkdirat(parent.fd, name, 0o755);
+      this.#deferred.add(real);
+      return { fd: openat2(parent.fd, name, O.PATH | O.DIRECTORY | O.NOFOLLOW, 0, STRICT), real };
+    }
+    const found = lookupLowers([proc(this.#root.fd), ...this.#lowers], real);
     if (found?.st.isSymbolicLink()) return this.#follow(parent, readlinkSync(found.path), key, hops);
     if (found && !found.st.isDirectory()) throw new LayerError(`parent ${JSON.stringify(key)} is not a directory`);
     mkdirat(parent.fd, name, 0o755);
-    if (found) {
-      const { st, path } = found;
-      fchownat(parent.fd, name, st.uid, st.gid, AT.SYMLINK_NOFOLLOW);
-      fchmodat(parent.fd, name, st.mode & 0o7777);
-      for (const x of llistxattr(path)) {
-        const v = lgetxattr(path, x);
-        if (v && !x.startsWith('trusted.overlay.')) lsetxattr(proc(parent.fd, name), x, v);
-      }
-      const t = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
-      const big = lstatSync(path, { bigint: true });
-      utimensat(parent.fd, name, t(big.atimeNs), t(big.mtimeNs), AT.SYMLINK_NOFOLLOW);
-    }
+    if (found) copyDirMeta(found, parent.fd, name);
     return { fd: openat2(parent.fd, name, O.PATH | O.DIRECTORY | O.NOFOLLOW, 0, STRICT), real };
   }
+}
 
-  /**
-   * overlayfs's lookup over the layers, top first: a whiteout or a non-directory
-   * on the way hides everything below it, an opaque directory hides the layers
-   * below it. The lower layers are ours and read-only, so their paths are read
-   * as strings, each component checked to be a real directory.
-   */
-  #lookupLowers(real: string): { path: string; st: Stats } | undefined {
-    const parts = real.split('/');
-    let layers = [proc(this.#root.fd), ...this.#lowers];
-    for (let i = 0; i < parts.length; i++) {
-      const prefix = parts.slice(0, i + 1).join('/');
-      const next: string[] = [];
-      for (const layer of layers) {
-        const path = `${layer}/${prefix}`;
-        const st = lstatSync(path, { throwIfNoEntry: false });
-        if (!st) continue;
-        if (isWhiteout(st)) break;
-        if (i === parts.length - 1) return { path, st };
-        if (!st.isDirectory()) break;
-        next.push(layer);
-        if (lgetxattr(path, OPAQUE_XATTR)?.toString() === 'y') break;
-      }
-      layers = next;
-      if (!layers.length) return undefined;
+/** A lower directory's owner, mode, xattrs (not overlay's own) and times onto `name` in `dirFd`. */
+function copyDirMeta(from: { path: string; st: Stats }, dirFd: number, name: string): void {
+  const { st, path } = from;
+  fchownat(dirFd, name, st.uid, st.gid, AT.SYMLINK_NOFOLLOW);
+  fchmodat(dirFd, name, st.mode & 0o7777);
+  for (const x of llistxattr(path)) {
+    const v = lgetxattr(path, x);
+    if (v && !x.startsWith('trusted.overlay.')) lsetxattr(proc(dirFd, name), x, v);
+  }
+  const t = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+  const big = lstatSync(path, { bigint: true });
+  utimensat(dirFd, name, t(big.atimeNs), t(big.mtimeNs), AT.SYMLINK_NOFOLLOW);
+}
+
+/**
+ * overlayfs's lookup over the layers, top first: a whiteout or a non-directory
+ * on the way hides everything below it, an opaque directory hides the layers
+ * below it. The lower layers are ours and read-only, so their paths are read
+ * as strings, each component checked to be a real directory. With `skipTop`
+ * the top layer is passed over at the last component (it holds a placeholder there).
+ */
+function lookupLowers(all: string[], real: string, skipTop = false): { path: string; st: Stats } | undefined {
+  const parts = real.split('/');
+  let layers = all;
+  for (let i = 0; i < parts.length; i++) {
+    const last = i === parts.length - 1;
+    const prefix = parts.slice(0, i + 1).join('/');
+    const next: string[] = [];
+    for (const layer of layers) {
+      if (last && skipTop && layer === all[0]) continue;
+      const path = `${layer}/${prefix}`;
+      const st = lstatSync(path, { throwIfNoEntry: false });
+      if (!st) continue;
+      if (isWhiteout(st)) break;
+      if (last) return { path, st };
+      if (!st.isDirectory()) break;
+      next.push(layer);
+      if (lgetxattr(path, OPAQUE_XATTR)?.toString() === 'y') break;
     }
-    return undefined;
+    layers = next;
+    if (!layers.length) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A layer applied while its lowers were pending, once they are on disk: each
+ * placeholder the layer made for a parent it lacked (`deferred`, shallowest
+ * first) takes what the merged lowers have there, as an apply over them would
+ * have. Answers false when the apply over them would have gone another way (a
+ * lower has a symlink or a non-directory there), and the layer must be applied
+ * again; true once the layer is as if applied over them. Nothing is flushed:
+ * the caller syncs the file system before it commits the layer.
+ */
+export function settleDeferred(root: string, lowers: string[], deferred: string[]): boolean {
+  if (deferred.length === 0) return true;
+  const rootFd = openat2(AT.FDCWD, root, O.RDONLY | O.DIRECTORY, 0, 0);
+  try {
+    const layers = [proc(rootFd), ...lowers];
+    for (const real of deferred) {
+      const parts = real.split('/');
+      const name = parts[parts.length - 1];
+      let dirFd = -1;
+      try {
+        dirFd = parts.length > 1 ? openat2(rootFd, parts.slice(0, -1).join('/'), O.PATH | O.DIRECTORY, 0, STRICT) : -1;
+      } catch {
+        continue; // replaced by a later entry of the layer: what the layer wrote stands
+      }
+      try {
+        const at = dirFd < 0 ? rootFd : dirFd;
+        if (!lstatAt(at, name)?.isDirectory()) continue;
+        const found = lookupLowers(layers, real, true);
+        if (!found) continue; // no layer has it: 0755 root-owned, as made
+        if (!found.st.isDirectory()) return false;
+        copyDirMeta(found, at, name);
+      } finally {
+        if (dirFd >= 0) closeFd(dirFd);
+      }
+    }
+    return true;
+  } finally {
+    closeFd(rootFd);
   }
 }

@@ -29,7 +29,7 @@ const WINDOW = 8;
 export async function applyLayer(
   job: ApplyJob,
   chunks?: AsyncIterable<Uint8Array>,
-): Promise<{ diffId: string; size: number; entries: number; usage: Usage }> {
+): Promise<{ diffId: string; size: number; entries: number; usage: Usage; deferred: string[] }> {
   const worker = new Worker(workerPath(), { workerData: job });
   let inFlight = 0;
   let stopped = false;
@@ -83,7 +83,7 @@ export async function applyLayer(
 }
 
 function unwrap(r: ApplyResult) {
-  if (r.ok) return { diffId: r.diffId, size: r.size, entries: r.entries, usage: r.usage };
+  if (r.ok) return { diffId: r.diffId, size: r.size, entries: r.entries, usage: r.usage, deferred: r.deferred };
   const bad = r.name === 'LayerError' || r.name === 'TarFormatError' || r.name === 'DecompressError';
   throw new ApplyError(r.message, bad);
 }

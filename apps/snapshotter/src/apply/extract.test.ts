@@ -273,4 +273,61 @@ describe('malicious layers', () => {
     mkdirSync(root);
     expect(((await follow(gz.length - 1000)) as Error).message).toMatch(/gzip stream is corrupt or truncated/);
   });
+
+  it('applies a layer before its lowers are there, and settles what it took from them once they are', async () => {
+    const lower = join(sandbox, 'lower');
+    rmSync(lower, { recursive: true, force: true });
+    mkdirSync(lower);
+    const lowerApplied = await apply(
+      [
+        { path: 'usr/', type: 'dir', mode: 0o750, uid: 3, gid: 7, mtime: { sec: 1_500_000_000, nsec: 5 } },
+        { path: 'usr/lib/', type: 'dir', mode: 0o711, gid: 9 },
+        { path: 'opt/', type: 'dir', mode: 0o700 },
+        { path: 'gone', type: 'file', data: 'x' },
+        { path: 'link', type: 'symlink', linkname: 'usr' },
+      ],
+      { into: lower },
+    );
+    expect(lowerApplied.deferred).toEqual([]);
+    const { settleDeferred } = await import('@ctr/tar/extract');
+    const { lstatSync } = await import('node:fs');
+    // The layer above, applied while `lower` is not yet known: usr/, usr/lib/ and new/ are not in it.
+    const upper = [
+      { path: 'usr/lib/libz.so', type: 'file', data: 'z' },
+      { path: 'opt/', type: 'dir', mode: 0o755 }, // its own entry: its mode stands
+      { path: 'opt/tool', type: 'file', data: 't' },
+      { path: 'new/file', type: 'file', data: 'n' },
+      { path: '.wh.gone', type: 'file' },
+    ] satisfies Entry[];
+    const r = await applyLayer({
+      root,
+      lowers: [],
+      pendingLowers: true,
+      expectedDiffId: '',
+      path: write(pack(upper)),
+    });
+    expect(r.deferred).toEqual(['usr', 'new', 'usr/lib']);
+    // The whiteout is there though no lower was known: the layer has lowers.
+    expect(lstatSync(join(root, 'gone')).isCharacterDevice()).toBe(true);
+    expect(settleDeferred(root, [lower], r.deferred)).toBe(true);
+    const t = await fileTree(root);
+    expect(t.usr).toMatchObject({ mode: '750', owner: '3:7' });
+    expect(lstatSync(join(root, 'usr'), { bigint: true }).mtimeNs).toBe(1_500_000_000_000_000_005n);
+    expect(t['usr/lib']).toMatchObject({ mode: '711', owner: '0:9' });
+    expect(t.opt).toMatchObject({ mode: '755' });
+    expect(t.new).toMatchObject({ mode: '755', owner: '0:0' }); // no layer has it: made as docker does
+
+    // A layer that wrote through a lower's symlink cannot be settled: it must be applied again over them.
+    rmSync(root, { recursive: true, force: true });
+    mkdirSync(root);
+    const through = await applyLayer({
+      root,
+      lowers: [],
+      pendingLowers: true,
+      expectedDiffId: '',
+      path: write(pack([{ path: 'link/via', type: 'file', data: 'v' }])),
+    });
+    expect(through.deferred).toEqual(['link']);
+    expect(settleDeferred(root, [lower], through.deferred)).toBe(false);
+  });
 });

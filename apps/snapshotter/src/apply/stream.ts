@@ -14,6 +14,8 @@ export interface ApplyJob {
   root: string;
   /** Its parents' directories, nearest first. */
   lowers: string[];
+  /** It has parents, not yet on disk: see Extractor's `pending` (lowers is then empty). */
+  pendingLowers?: boolean;
   /** sha256:<hex> the uncompressed tar must hash to ("" to skip the check). */
   expectedDiffId: string;
   path?: string;
@@ -22,11 +24,11 @@ export interface ApplyJob {
 }
 
 export type ApplyResult =
-  | { ok: true; diffId: string; size: number; entries: number; usage: Usage }
+  | { ok: true; diffId: string; size: number; entries: number; usage: Usage; deferred: string[] }
   | { ok: false; name: string; message: string };
 
 export async function applyStream(job: ApplyJob, source: Readable) {
-  const ex = new Extractor(job.root, job.lowers);
+  const ex = new Extractor(job.root, job.lowers, 'layer entry', job.pendingLowers);
   const hash = createHash('sha256');
   const reader = new TarReader(ex);
   let size = 0;
@@ -41,8 +43,8 @@ export async function applyStream(job: ApplyJob, source: Readable) {
     const diffId = `sha256:${hash.digest('hex')}`;
     if (job.expectedDiffId && diffId !== job.expectedDiffId)
       throw new LayerError(`the layer's diff id is ${diffId}, not the expected ${job.expectedDiffId}`);
-    ex.finish();
-    return { diffId, size, entries: ex.entries, usage: usageSync(job.root) };
+    ex.finish(!job.pendingLowers);
+    return { diffId, size, entries: ex.entries, usage: usageSync(job.root), deferred: ex.deferred };
   } catch (err) {
     ex.close();
     throw err;
