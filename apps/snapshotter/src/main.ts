@@ -223,7 +223,9 @@ await runDaemon({
   name: 'snapshotter',
   api: [SnapshotsService],
   services: async (ctx) => {
-    const store = await SnapshotStore.open(ctx.config.root);
+    const store = await SnapshotStore.open(ctx.config.root, (err) =>
+      ctx.log.warn({ err }, 'cannot mark the snapshots directory chattr +T (its trees are not spread over the disk)'),
+    );
     const interrupted = await store.removeInterruptedApplies();
     if (interrupted.length) ctx.log.info({ removed: interrupted }, 'removed layer applies a crash interrupted');
     const strays = await store.cleanup();

@@ -1,4 +1,5 @@
 /** The snapshotter as ctrd runs it, over its socket, mounting what it returns on the real kernel. */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,6 +79,12 @@ describe('snapshots', () => {
     for (const k of ['v', 'top', 'base']) await snaps.remove({ key: k });
     await snaps.remove({ key: 'base' });
     expect(await list()).toEqual([]);
+  });
+
+  it('keeps its snapshots under a chattr +T directory, so that ext4 spreads their trees', () => {
+    const dir = join(engine.root, 'snapshots/overlay2/snapshots');
+    if (execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim() !== 'ext2/ext3') return;
+    expect(execFileSync('lsattr', ['-d', dir], { encoding: 'utf8' }).split(' ')[0]).toContain('T');
   });
 
   it('mounts a 128-layer chain, past the one-page limit of mount options', async () => {

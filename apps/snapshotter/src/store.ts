@@ -12,13 +12,38 @@
  * directory's content being what it says: cleanup() removes the strays, and
  * runs at start.
  */
+import { closeSync, constants, openSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
 import { readJsonFile, writeFileAtomicSync } from '@ctr/common/fsutil';
+import { addInodeFlags, FS_FL } from '@ctr/sys';
 import type { Usage } from './usage.js';
 
 export type Kind = 'view' | 'active' | 'committed';
+
+/**
+ * Marks the snapshots' directory as the top of directory hierarchies (chattr
+ * +T), as /home is: ext4's allocator then places each snapshot's tree in
+ * block groups of its own choosing rather than next to its siblings. Without
+ * it a layer unpacks into the groups the last removed snapshots emptied, and
+ * where ext4 runs without a journal it skips every inode freed in the last
+ * minutes one by one on each inode it allocates: on this machine a pull after
+ * a removal took 2.2 s (3.8 s of CPU, most of it in the kernel's
+ * recently_deleted) against 0.9 s with the flag. Other file systems ignore it.
+ */
+function spreadSnapshots(dir: string, warn: (err: unknown) => void) {
+  try {
+    const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      addInodeFlags(fd, FS_FL.TOPDIR);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    warn(err); // a hint: the snapshots work as well without it
+  }
+}
 
 /**
  * Keys of the active snapshots layers are applied into. Nobody else may use
@@ -62,9 +87,10 @@ export class SnapshotStore {
     this.dir = join(root, 'snapshots', 'overlay2');
   }
 
-  static async open(root: string): Promise<SnapshotStore> {
+  static async open(root: string, warn: (err: unknown) => void = () => undefined): Promise<SnapshotStore> {
     const s = new SnapshotStore(root);
     await mkdir(join(s.dir, 'snapshots'), { recursive: true, mode: 0o700 });
+    spreadSnapshots(join(s.dir, 'snapshots'), warn);
     s.#db = (await readJsonFile<Db>(s.#metaFile)) ?? { nextId: 1, snapshots: {} };
     return s;
   }

@@ -24,6 +24,7 @@ const c = {
   llistxattr: libc.func('long llistxattr(const char *path, _Out_ void *list, size_t size)'),
   close: libc.func('int close(int fd)'),
   syncfs: libc.func('int syncfs(int fd)'),
+  ioctlFlags: libc.func('int ioctl(int fd, unsigned long request, _Inout_ int *flags)'),
 };
 
 function fail(syscall: string, detail: string): never {
@@ -156,6 +157,33 @@ export function llistxattr(path: string): string[] {
 
 export function closeFd(fd: number): void {
   c.close(fd);
+}
+
+const FS_IOC_GETFLAGS = 0x80086601;
+const FS_IOC_SETFLAGS = 0x40086602;
+/** chattr's flags (include/uapi/linux/fs.h) this package sets. */
+export const FS_FL = { TOPDIR: 0x00020000 };
+
+/**
+ * Adds inode flags (chattr) to the file or directory open as fd. False when
+ * its file system has no such flags (tmpfs, overlayfs; ENOTTY and the like):
+ * they are hints there is no harm in going without.
+ */
+export function addInodeFlags(fd: number, flags: number): boolean {
+  const f = [0];
+  if (c.ioctlFlags(fd, FS_IOC_GETFLAGS, f) < 0) {
+    const errno = koffi.errno();
+    if (errno === 25 || errno === 95 || errno === 22) return false; // ENOTTY, EOPNOTSUPP, EINVAL
+    throw new SysError('ioctl', errno, 'FS_IOC_GETFLAGS');
+  }
+  if ((f[0] & flags) === flags) return true;
+  f[0] |= flags;
+  if (c.ioctlFlags(fd, FS_IOC_SETFLAGS, f) < 0) {
+    const errno = koffi.errno();
+    if (errno === 25 || errno === 95 || errno === 22) return false;
+    throw new SysError('ioctl', errno, 'FS_IOC_SETFLAGS');
+  }
+  return true;
 }
 
 /** Flushes the whole file system holding fd to disk. */
