@@ -10,7 +10,7 @@
  * container holds no shim, no namespace and no address.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type {
@@ -288,7 +288,8 @@ export class Containers {
     const anonymous: string[] = [];
     this.#creating.add(id);
     try {
-      await mkdir(dir, { recursive: true, mode: 0o710 });
+      // In place, as the bundle below and the removal (#removeFiles): a thread-pool trip is some 1 ms here.
+      mkdirSync(dir, { recursive: true, mode: 0o710 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
       const { mounts: rootfs } = await snapshots.prepare({
         key: id,
@@ -530,9 +531,9 @@ export class Containers {
       if (c.config?.init) {
         spec.mounts?.push({ destination: INIT_PATH, type: 'bind', source: this.d.initBinary, options: ['bind', 'ro'] });
       }
-      await mkdir(c.bundlePath, { recursive: true, mode: 0o700 });
+      mkdirSync(c.bundlePath, { recursive: true, mode: 0o700 });
       // Made anew at every start, so a plain write: nothing to keep through a crash.
-      await writeFile(bundleConfig(c.bundlePath), JSON.stringify(spec), { mode: 0o600 });
+      writeFileSync(bundleConfig(c.bundlePath), JSON.stringify(spec), { mode: 0o600 });
       const shim = await shimReady;
       if (!shim) throw new Error('unreachable');
       // A warm shim's move to the container (Bind), sent as it was taken, is done before it hosts anything.
@@ -542,7 +543,7 @@ export class Containers {
       // A stale task of an earlier run (this service died before it deleted it) goes first; a new shim has none.
       if (!this.#newShims.delete(id)) await shim.delete({ id, execId: '' }).catch(() => undefined);
       const log = logLimits(c.config?.logOptions ?? {});
-      await shim.create({
+      const created = shim.create({
         id,
         bundle: c.bundlePath,
         rootfs,
@@ -552,6 +553,10 @@ export class Containers {
         cgroupParent: '',
         runtime: '',
       });
+      // The warm spare taken for this start is replaced while the shim creates the task: the one stretch
+      // of a start this service only waits through.
+      this.#warm.fill();
+      await created;
       undo.push(() => shim.delete({ id, execId: '' }));
       let pid: number;
       try {
@@ -597,6 +602,8 @@ export class Containers {
       }
       this.#notify(id);
       throw err;
+    } finally {
+      this.#warm.fill(); // when the start failed before it did (a no-op once the pool is full or filling)
     }
   }
 
@@ -842,7 +849,7 @@ export class Containers {
 
   /** Ends the container's shim (it holds no running task by now); in a group, its task and link go. */
   async #dropShim(id: string, taskGone?: () => void) {
-    const group = await readlink(this.d.layout.shimDir(id)).catch(() => undefined);
+    const group = readlinkOrNone(this.d.layout.shimDir(id));
     if (group !== undefined) {
       // The last member ends its group; nobody joins a group that is ending. (A group this
       // service does not know, as at reconcile, is left to reconcile.)
@@ -862,8 +869,10 @@ export class Containers {
     }
     const shim = await this.#shim(id).catch(() => undefined);
     if (shim && (await this.#deleteTask(shim, id))) {
+      // Sent first: the shim ends while the files go (taskGone's removal works in place).
+      const down = shim.shutdown({ id, now: true }).catch(() => undefined);
       taskGone?.();
-      await shim.shutdown({ id, now: true }).catch(() => undefined);
+      await down;
     } else {
       await this.#afterDeadShim(id);
       taskGone?.();
@@ -1176,13 +1185,20 @@ export class Containers {
     );
   }
 
-  /** The container's layer, bundle and directory, removed at once. */
+  /**
+   * The container's layer, bundle and directory, removed at once. The two
+   * directories hold a few small files (and the log), removed in place: rm's
+   * walk through the thread pool, a trip per file, was some 7 ms of `--rm`.
+   */
   #removeFiles(c: Container): Promise<void> {
-    return Promise.all([
-      this.#removeSnapshot(c),
-      rm(c.bundlePath, { recursive: true, force: true }),
-      rm(this.d.layout.containerDir(c.id), { recursive: true, force: true }),
-    ]).then(() => undefined);
+    const layer = this.#removeSnapshot(c);
+    try {
+      rmSync(c.bundlePath, { recursive: true, force: true });
+      rmSync(this.d.layout.containerDir(c.id), { recursive: true, force: true });
+    } catch (err) {
+      return layer.then(() => Promise.reject(err));
+    }
+    return layer;
   }
 
   /**
@@ -1581,5 +1597,14 @@ export class Containers {
     for (const t of this.#restartTimers.values()) clearTimeout(t);
     for (const s of this.#shims.values()) s.close();
     await Promise.all([this.#warm.close(), ...this.#shimsGoing.values()]);
+  }
+}
+
+/** Where a symlink points, or undefined when `path` is not one (or is not there). */
+function readlinkOrNone(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
   }
 }

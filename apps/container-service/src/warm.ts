@@ -91,7 +91,9 @@ export class WarmShims {
       await Promise.race(this.#booting);
     }
     const spare = this.#ready.shift();
-    this.fill();
+    // Not refilled here: the caller does (fill) once its start waits on the shim. Spawning one is some
+    // 2-3 ms of this process's main thread (fork copies its page tables), which the start's network
+    // and bundle would otherwise wait behind.
     if (!spare) return undefined;
     const bound = spare.client.bind({ id }).then(
       () => undefined,

@@ -308,7 +308,6 @@ export async function attachStdio(
   let resized = false;
   try {
     return await new Promise((resolve, reject) => {
-      let result: { exitCode?: number; error?: string } = {};
       stream.on('data', (m: AttachResponse) => {
         const p = m.part;
         if (!resized && o.tty && io.out.isTTY) {
@@ -317,9 +316,12 @@ export async function attachStdio(
         }
         if (p?.$case === 'stdout') io.out.write(p.value);
         else if (p?.$case === 'stderr') (o.tty ? io.out : io.err).write(p.value);
-        else if (p?.$case === 'exit') result = { exitCode: p.value.exitCode, error: p.value.error };
+        else if (p?.$case === 'exit') {
+          // The last message: the call's trailers (some 1-2 ms behind it) add nothing to wait for.
+          resolve({ exitCode: p.value.exitCode, error: p.value.error });
+        }
       });
-      stream.on('end', () => resolve(result));
+      stream.on('end', () => resolve({})); // a call that ended with no exit (detached)
       stream.on('error', (err: { code?: number }) => {
         if (detached || err.code === 1) resolve({});
         else reject(fromGrpcError(err));

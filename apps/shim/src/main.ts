@@ -11,6 +11,7 @@
  * Until it hosts a task, any shim ends when its starter does, so a shim is
  * never left behind by a service that died before it gave the shim its task.
  */
+import { rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
 import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
@@ -101,15 +102,24 @@ async function main() {
   const health = new HealthReporter();
   let server: LeanServer | undefined;
   let exiting = false;
-  const exit = async (code = 0) => {
+  /**
+   * Ends the shim. What is on disk goes in this tick (the socket as the
+   * server stops listening, then the directory): a Shutdown's caller, which
+   * hears back only after this, has nothing to wait for or remove. The
+   * calls in flight (that Shutdown's answer) then get 500 ms to end.
+   */
+  const exit = (code = 0) => {
     if (exiting) return;
     exiting = true;
     log.info('shutting down');
-    await server?.close(500);
-    await bus?.close(2000).catch(() => undefined);
-    await rm(dir, { recursive: true, force: true });
-    log.flush();
-    process.exit(code);
+    const closed = server?.close(500);
+    rmSync(dir, { recursive: true, force: true });
+    void (async () => {
+      await closed;
+      await bus?.close(2000).catch(() => undefined);
+      log.flush();
+      process.exit(code);
+    })();
   };
   // A shim ends only when told (Shutdown); a stray SIGTERM must not orphan the container.
   process.on('SIGTERM', () => log.warn('SIGTERM ignored: use Shutdown'));
@@ -137,7 +147,7 @@ async function main() {
     orphaned = setInterval(() => {
       if (process.ppid !== starter && !tasks.size) {
         log.info('its starter is gone, and it hosts no task');
-        void exit(0);
+        exit(0);
       }
     }, 1000).unref();
   };
@@ -173,7 +183,7 @@ async function main() {
   };
   server = await serveH2(paths.shimSocket(id), [
     health.binding(),
-    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => void exit(0), bind, creating }),
+    shimApi({ instance: config.instance, tasks, ctx, runtimeFor, exit: () => exit(0), bind, creating }),
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);

@@ -24,7 +24,12 @@ export interface ShimState {
   /** What every task shares; the runtime is chosen per task. */
   ctx: Omit<TaskContext, 'runtime'>;
   runtimeFor(name: string): Promise<Runtime>;
-  /** Ends the shim (after the reply is sent). */
+  /**
+   * Ends the shim: at once it stops listening and its directory (socket,
+   * pid file, exit records) goes, so whoever told it to end finds nothing of
+   * it left on disk when the reply comes; the rest (connections, the bus,
+   * the process) ends after the reply is sent.
+   */
   exit(): void;
   /** Moves the shim to container `id` (a warm shim, hosting nothing yet). */
   bind(id: string): Promise<void>;
@@ -180,7 +185,7 @@ export function shimApi(state: ShimState): ServiceBinding {
             await t.destroy().catch((err) => state.ctx.log.error({ err, id: t.id }, 'cannot destroy the task'));
           }
           state.tasks.clear();
-          setImmediate(() => state.exit());
+          state.exit();
           return {};
         },
       },

@@ -12,7 +12,7 @@
  * directory's content being what it says: cleanup() removes the strays, and
  * runs at start.
  */
-import { closeSync, constants, openSync } from 'node:fs';
+import { closeSync, constants, existsSync, mkdirSync, openSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound } from '@ctr/common/errors';
@@ -154,9 +154,11 @@ export class SnapshotStore {
       }
       const id = db.nextId++;
       const dir = this.snapshotDir(id);
-      await rm(dir, { recursive: true, force: true });
-      await mkdir(join(dir, 'fs'), { recursive: true, mode: 0o755 });
-      if (kind === 'active' && parent) await mkdir(join(dir, 'work'), { mode: 0o700 });
+      // In place: three thread-pool trips were some 3 ms of every container's create. (A directory
+      // already there is a crash's leftover under a reused id: rare, and not waited on at that.)
+      if (existsSync(dir)) await rm(dir, { recursive: true, force: true });
+      mkdirSync(join(dir, 'fs'), { recursive: true, mode: 0o755 });
+      if (kind === 'active' && parent) mkdirSync(join(dir, 'work'), { mode: 0o700 });
       const now = new Date().toISOString();
       const rec: SnapshotRecord = { id, name: key, parent, kind, labels, createdAt: now, updatedAt: now };
       db.snapshots[key] = rec;

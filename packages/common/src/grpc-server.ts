@@ -178,7 +178,12 @@ class ServerCall extends Duplex {
 
 export interface LeanServer {
   readonly socketPath: string;
-  /** Stops taking calls; those in flight get `graceMs` to end, then their connections are cut. Removes the socket. */
+  /**
+   * Stops taking calls; those in flight get `graceMs` to end, then their
+   * connections are cut. The socket is gone when this returns (libuv unlinks
+   * it as the server stops listening), not when the promise settles: a new
+   * server may be on that path by then.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -261,7 +266,7 @@ export async function serveH2(socketPath: string, services: ServiceBinding[]): P
         setTimeout(() => {
           for (const s of sessions) s.destroy();
         }, graceMs).unref();
-      }).then(() => unlink(socketPath).catch(() => undefined));
+      });
       return closed;
     },
   };
