@@ -90,9 +90,22 @@ describe('ctrctl container commands', () => {
     expect((await ctrctl(['run', image, 'nosuch'])).code).toBe(127);
     const detached = await ctrctl(['run', '-d', image, 'nosuch']);
     expect(detached).toMatchObject({ code: 127, stdout: '' });
-    // A failed run leaves no container behind.
+    // A user the image does not have: refused by the start of run (its layer prepared meanwhile), and by create.
+    for (const args of [['run', '--rm'], ['run', '-d'], ['create']]) {
+      const r = await ctrctl([...args, '--user', 'nosuch', image, 'true']);
+      expect(r).toMatchObject({ code: 125, stdout: '' });
+      expect(r.stderr.trim()).toBe('Error: unable to find user nosuch: no matching entries in passwd file');
+    }
+    // A failed run leaves no container behind, nor its layer, bundle or namespace.
     expect(await ok(['ps', '-aq'])).toBe('');
     expect(await entries(join(engine.root, 'containers'))).toEqual([]);
+    expect(await entries(join(engine.state, 'bundles'))).toEqual([]);
+    expect(await entries(join(engine.state, 'netns'))).toEqual([]);
+    const active: string[] = [];
+    const snapshots = engine.client(SnapshotsService, 'snapshotter');
+    for await (const page of readStream(snapshots.list({ filters: ['kind==active'] })))
+      for (const i of page.info) active.push(i.name);
+    expect(active).toEqual([]);
   });
 
   it('run -d -p 127.0.0.1:PORT:80 serves on that port; exec, logs, inspect, port, top, stop, rm', async () => {

@@ -25,6 +25,7 @@ import type { ImagesService } from '@ctr/api/images/v1/images';
 import type { NamesRequest, NamesResponse, NetworksService, PortMapping } from '@ctr/api/networks/v1/networks';
 import { Status } from '@ctr/api/shim/v1/shim';
 import type { SnapshotsService } from '@ctr/api/snapshots/v1/snapshots';
+import type { Mount } from '@ctr/api/types/v1/types';
 import type { Config, Layout } from '@ctr/common/config';
 import { resolveEventsUrl } from '@ctr/common/daemon';
 import {
@@ -219,6 +220,8 @@ export class Containers {
   #closing = false;
   /** Containers whose create is under way: their snapshot exists before their record. */
   readonly #creating = new Set<string>();
+  /** The layers of containers that run's create is preparing still (create's layerLater), by container. */
+  readonly #layers = new Map<string, Promise<{ mounts: Mount[] }>>();
   #sweepTimer?: NodeJS.Timeout;
   #engine?: ShimEngine;
 
@@ -249,7 +252,13 @@ export class Containers {
 
   // ---------------------------------------------------------------- create
 
-  async create(requestedName: string, cfg: ContainerConfig): Promise<Container> {
+  /**
+   * docker create. `layerLater` (run's create, the start following at once):
+   * the container's layer is prepared while the record is stored and the
+   * start begins, rather than before; the start waits for it (#layers), and
+   * what it would refuse (a user the image does not have) is refused there.
+   */
+  async create(requestedName: string, cfg: ContainerConfig, { layerLater = false } = {}): Promise<Container> {
     const { store, images, snapshots, layout } = this.d;
     if (!cfg.image) throw invalidArgument('No image specified');
     let name = requestedName.replace(/^\//, '');
@@ -291,12 +300,13 @@ export class Containers {
       // In place, as the bundle below and the removal (#removeFiles): a thread-pool trip is some 1 ms here.
       mkdirSync(dir, { recursive: true, mode: 0o710 });
       undo.push(() => rm(dir, { recursive: true, force: true }));
-      const { mounts: rootfs } = await snapshots.prepare({
-        key: id,
-        parent: image.chainId,
-        labels: { [SNAPSHOT_LABEL]: id },
-      });
-      undo.push(() => snapshots.remove({ key: id }, THROUGH_RESTART));
+      const layer = snapshots.prepare({ key: id, parent: image.chainId, labels: { [SNAPSHOT_LABEL]: id } });
+      undo.push(() => layer.then(() => snapshots.remove({ key: id }, THROUGH_RESTART)));
+      let rootfs: Mount[] | undefined;
+      if (layerLater) {
+        layer.catch(() => undefined); // the start's to report
+        this.#layers.set(id, layer);
+      } else rootfs = (await layer).mounts;
 
       const mounts: MountSpec[] = [];
       for (const m of cfg.mounts) mounts.push(await this.#resolveMount(m, anonymous, undo));
@@ -354,7 +364,7 @@ export class Containers {
         anonymousVolumes: anonymous,
       };
       // What a start would refuse (a user the image does not have, a bad option) is refused now.
-      containerSpec(container, imageConfig, { users: imageUsers(layerDirs(rootfs)) });
+      if (rootfs) containerSpec(container, imageConfig, { users: imageUsers(layerDirs(rootfs)) });
       // The name is taken in the same statement that stores the record.
       try {
         store.putContainer(record);
@@ -366,6 +376,7 @@ export class Containers {
       void this.d.bus.publish('containerCreated', { id, name, image: cfg.image });
       return container;
     } catch (err) {
+      this.#layers.delete(id);
       for (const u of undo.reverse()) await u().catch(() => undefined);
       throw err;
     } finally {
@@ -471,7 +482,7 @@ export class Containers {
    * failed run leaves nothing; the start's error is the one thrown.
    */
   async run(name: string, cfg: ContainerConfig, beforeStart?: BeforeStart): Promise<Container> {
-    const c = await this.create(name, cfg);
+    const c = await this.create(name, cfg, { layerLater: true });
     try {
       await this.start(c.id, beforeStart);
     } catch (err) {
@@ -513,10 +524,12 @@ export class Containers {
     });
     try {
       // Both settle before either's failure is thrown: what the network made is in `undo` by then.
+      const layer = this.#layers.get(id);
       const [network, snapshot] = await Promise.allSettled([
         this.#network(rec, undo),
-        this.d.snapshots.mounts({ key: c.snapshotKey }),
+        layer ?? this.d.snapshots.mounts({ key: c.snapshotKey }),
       ]);
+      this.#layers.delete(id);
       if (network.status === 'rejected') throw network.reason;
       if (snapshot.status === 'rejected') throw snapshot.reason;
       const { netns, names, attachments, ports, joinNamespaces } = network.value;
@@ -1175,8 +1188,13 @@ export class Containers {
     });
   }
 
-  /** Removes a container's layer (a layer already gone is fine). */
-  #removeSnapshot(c: Container): Promise<void> {
+  /** Removes a container's layer (a layer already gone is fine; one still being prepared, once it is). */
+  async #removeSnapshot(c: Container): Promise<void> {
+    const preparing = this.#layers.get(c.id);
+    if (preparing) {
+      this.#layers.delete(c.id);
+      await preparing.catch(() => undefined);
+    }
     return this.d.snapshots.remove({ key: c.snapshotKey }, THROUGH_RESTART).then(
       () => undefined,
       (err) => {
