@@ -2,11 +2,19 @@
  * ctrctl's command line: the global flags, the command's lookup, help, and
  * the exit code (main.ts runs it).
  */
-import { flagHelp, parseArgs } from './args.js';
+import { API_VERSION, VERSION } from '@ctr/common/version';
+import { type FlagSpec, flagHelp, parseArgs } from './args.js';
 import type { Command } from './command.js';
 import { COMMANDS, DIALS, GROUPS } from './commands.js';
 import { dialAhead, explainUnavailable, GLOBAL_FLAGS, resolveGlobals } from './engine.js';
 import { describeFailure, ExitCode, UsageError } from './errors.js';
+
+const VERSION_FLAG: FlagSpec = {
+  name: 'version',
+  short: 'v',
+  type: 'bool',
+  help: 'Print version information and quit',
+};
 
 let stdoutUsed = false;
 /** process.stdout, noted as used: runCli waits for it to drain before it exits. */
@@ -30,7 +38,7 @@ function topHelp(): string {
     ...Object.entries(GROUPS).map(([n, s]) => `  ${n.padEnd(width)}   ${s}`),
     '',
     'Global Options:',
-    flagHelp(GLOBAL_FLAGS),
+    flagHelp([...GLOBAL_FLAGS, VERSION_FLAG]),
     '',
     "Run 'ctrctl COMMAND --help' for more information on a command.",
     '',
@@ -62,6 +70,11 @@ export async function main(argv: string[]): Promise<number> {
     globalArgv.push(argv[i]);
     if (takesValue.has(argv[i]) && i + 1 < argv.length) globalArgv.push(argv[++i]);
     i++;
+  }
+  // docker --version (-v): only before a command, where run's -v (a volume) cannot be meant.
+  if (globalArgv.includes('--version') || globalArgv.includes('-v')) {
+    stdout().write(`ctrctl version ${VERSION}, API ${API_VERSION}\n`);
+    return 0;
   }
   const globalFlags = parseArgs(globalArgv, GLOBAL_FLAGS).flags;
   const rest = argv.slice(i);

@@ -44,6 +44,11 @@ describe('ctrctl', () => {
     expect(v.stdout).toMatch(/NATS:\n {2}Version:\s+v2\./);
     const t = await engine.ctrctl(['version', '--format', '{{.Server.ApiVersion}}']);
     expect(t.stdout).toBe('v1\n');
+    // docker --version / -v: one line, no daemon needed; -v after a command stays that command's.
+    for (const flag of ['--version', '-v']) {
+      expect(await engine.ctrctl([flag])).toMatchObject({ code: 0, stdout: 'ctrctl version 0.1.0, API v1\n' });
+    }
+    expect((await engine.ctrctl(['--help'])).stdout).toContain('-v, --version');
     const info = await engine.ctrctl(['info', '--format', 'json']);
     const i = JSON.parse(info.stdout);
     expect(i).toMatchObject({
