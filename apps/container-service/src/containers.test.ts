@@ -71,6 +71,24 @@ describe('ctrctl container commands', () => {
     expect(new Set(events.map((e) => e.Actor.ID)).size).toBe(1);
   });
 
+  it('mounts a --rm layer volatile; restart keeps a --rm container (and its files), its stop removes it', async () => {
+    const root = ['sh', '-c', 'grep " / / " /proc/self/mountinfo'];
+    expect(await ok(['run', '--rm', image, ...root])).toContain('fsync=volatile');
+    const kept = await ok(['run', '--name', 'kept', image, ...root]);
+    expect(kept).toContain('overlay');
+    expect(kept).not.toContain('volatile');
+    await ok(['rm', 'kept']);
+
+    const id = await ok(['run', '-d', '--rm', image, 'sh', '-c', 'echo kept > /f; exec sleep 600']);
+    await waitFor(async () => (await ctrctl(['exec', id, 'cat', '/f'])).stdout === 'kept\n', 'the file');
+    await ok(['restart', '-t', '0', id]);
+    expect(await inspect(id, '{{.State.Status}}')).toBe('running');
+    // The same layer mounted again (overlayfs refuses a volatile one's work dir until it is cleared).
+    expect(await ok(['exec', id, 'cat', '/f'])).toBe('kept');
+    await ok(['stop', '-t', '0', id]);
+    await waitFor(async () => (await ok(['ps', '-aq'])) === '', 'the --rm container to go');
+  });
+
   it('passes exit codes on: the command, 127 for a missing one, 125 for an engine error', async () => {
     expect((await ctrctl(['run', '--rm', image, 'sh', '-c', 'exit 7'])).code).toBe(7);
     // --init: a reaper is PID 1 and passes the code on.

@@ -179,6 +179,8 @@ export interface StopOptions {
 export async function stopTask(client: ShimClient, id: string, opts: StopOptions = {}) {
   const state = await client.state({ id, execId: '' });
   if (state.status !== Status.STATUS_STOPPED) {
+    // Its exit is the one asked for before the kill: the task may be deleted (its exit handled) by the
+    // time a second Wait would reach the shim.
     const waiting = client.wait({ id, execId: '' }, { timeoutMs: 24 * 3600_000 });
     try {
       await client.kill({ id, execId: '', signal: opts.signal ?? 15, all: false });
@@ -196,7 +198,7 @@ export async function stopTask(client: ShimClient, id: string, opts: StopOptions
       // It stopped on its own meanwhile.
       if (!isNotFound(err) && !/not running/.test((err as Error).message)) throw err;
     }
-    await waiting;
+    return await waiting;
   }
   return client.wait({ id, execId: '' });
 }

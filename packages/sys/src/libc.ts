@@ -174,6 +174,12 @@ export interface OverlayOptions {
   upper?: string;
   work?: string;
   readonly?: boolean;
+  /**
+   * overlayfs' volatile (Linux 5.10): no syncs reach the upper file system,
+   * at umount either (where a full syncfs of it otherwise runs). The upper
+   * dir is unusable after a crash; fit for a layer thrown away at exit.
+   */
+  volatile?: boolean;
 }
 
 /**
@@ -206,6 +212,7 @@ export function mountOverlay(target: string, o: OverlayOptions): void {
     for (const l of o.lower) set('lowerdir+', l);
     if (o.upper) set('upperdir', o.upper);
     if (o.work) set('workdir', o.work);
+    if (o.volatile) set('volatile', null);
     check(
       c.syscall(SYS_fsconfig, 'int', fs, 'unsigned int', FSCONFIG_CMD_CREATE, 'void *', null, 'void *', null, 'int', 0),
       'fsconfig',

@@ -3,6 +3,8 @@
  * the shim does for a container's rootfs and container-service for `cp` into
  * a stopped container.
  */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { MS, mount, mountOverlay } from './libc.js';
 
 /** runc's parseMountOptions: flags to set, flags to clear, propagation, and what goes to the filesystem as data. */
@@ -72,14 +74,20 @@ export interface SnapshotMount {
 export function mountRootfs(m: SnapshotMount, target: string): void {
   if (m.type === 'overlay') {
     const kv = new Map(m.options.map((o) => [o.split('=')[0], o.slice(o.indexOf('=') + 1)]));
-    const simple = [...kv.keys()].every((k) => ['lowerdir', 'upperdir', 'workdir', 'ro', 'rw'].includes(k));
+    const simple = [...kv.keys()].every((k) => ['lowerdir', 'upperdir', 'workdir', 'ro', 'rw', 'volatile'].includes(k));
     const lower = kv.get('lowerdir');
+    const work = kv.get('workdir');
+    // A volatile mount leaves work/incompat/volatile behind, and overlayfs refuses that work dir from then
+    // on (the upper may be torn by a crash). A volatile layer is mounted again only after its own clean
+    // umount (a --rm container restarted): after a crash it is thrown away, never mounted.
+    if (kv.has('volatile') && work) rmSync(join(work, 'work', 'incompat'), { recursive: true, force: true });
     if (simple && lower) {
       mountOverlay(target, {
         lower: lower.split(':'),
         upper: kv.get('upperdir'),
-        work: kv.get('workdir'),
+        work,
         readonly: kv.has('ro'),
+        volatile: kv.has('volatile'),
       });
       return;
     }
