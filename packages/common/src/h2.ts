@@ -107,8 +107,14 @@ const STATIC_TABLE: [string, string][] = [
 const HUFFMAN_LENGTHS =
   'ISXXXXXXXTZXXZXXXXXXXXZXXXXXXXXXBFFHIBDGFFDGDBBBAAABBBBBBBCDKBHFIBCCCCCCCCCCCCCCCCCCCCCCDCDIOIJBKABABABBBACCBBBABCBAABCCCCCKGJIXPRPPRRRSRSSSSSTSTTRSTSSSSQRSRSSTRQPRRSSQSRRTQRSSQQRQSRSSPRRRSRRSVVPORSRUVVVWWVTUOQVWWVWTQQVVXWWWPTPQRQQSRRUUTTVSVWVVWWWWWXWWWWWVZ';
 
-/** The decoding tree, as flat arrays: node n's children are child[2n] (bit 0) and child[2n+1]; a leaf holds its symbol. */
-const huffman = (() => {
+/**
+ * The decoding tree, as flat arrays: node n's children are child[2n] (bit 0)
+ * and child[2n+1]; a leaf holds its symbol. Built on first use: our own peers
+ * send no Huffman strings, and building it was some 0.6 ms of every ctrctl's
+ * start.
+ */
+let huffmanTree: { child: Int32Array; symbol: Int32Array } | undefined;
+const buildHuffman = () => {
   const lengths = [...HUFFMAN_LENGTHS].map((c) => c.charCodeAt(0) - 60);
   const order = lengths.map((_, s) => s).sort((a, b) => lengths[a] - lengths[b] || a - b);
   const child: number[] = [0, 0];
@@ -129,9 +135,11 @@ const huffman = (() => {
     symbol[node] = s;
   });
   return { child: Int32Array.from(child), symbol: Int32Array.from(symbol) };
-})();
+};
 
 function huffmanDecode(bytes: Buffer): string {
+  huffmanTree ??= buildHuffman();
+  const huffman = huffmanTree;
   const out: number[] = [];
   let node = 0;
   let depth = 0;
