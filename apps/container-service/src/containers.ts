@@ -895,8 +895,10 @@ export class Containers {
     shim?.close();
     this.#shims.delete(id);
     this.#newShims.delete(id);
-    // The shim takes its socket away as it exits, then its directory goes: not waited for here, so
-    // an exit is handled meanwhile. A new shim for the container, and its removal, wait for it.
+    // A shim takes its socket and directory away as it answers Shutdown; one of an earlier build only
+    // as it exits, and a dead one never: removeShimDir waits for the socket and clears what is left.
+    // Not waited for here, so an exit is handled meanwhile; a new shim for the container, and its
+    // removal, wait for it.
     const going: Promise<void> = removeShimDir(await this.#shimEngine(), id)
       .catch((err) => this.d.log.warn({ err, id }, 'cannot remove the shim directory'))
       .finally(() => {

@@ -131,9 +131,10 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
 }
 
 /**
- * Once a shim was told to shut down (or found dead): waits for it to take its
- * socket away as it exits, then removes its directory, which a shim that died
- * leaves behind.
+ * Once a shim was told to shut down (or found dead): waits for its socket to
+ * go (a shim takes it and its directory away as it answers Shutdown; one of
+ * an earlier build only as it exits), then removes its directory, which a
+ * shim that died leaves behind.
  */
 export async function removeShimDir(engine: Pick<ShimEngine, 'root' | 'state'>, name: string): Promise<void> {
   const paths = layout(engine);

@@ -171,19 +171,18 @@ export const FS_FL = { TOPDIR: 0x00020000 };
  */
 export function addInodeFlags(fd: number, flags: number): boolean {
   const f = [0];
-  if (c.ioctlFlags(fd, FS_IOC_GETFLAGS, f) < 0) {
-    const errno = koffi.errno();
-    if (errno === 25 || errno === 95 || errno === 22) return false; // ENOTTY, EOPNOTSUPP, EINVAL
-    throw new SysError('ioctl', errno, 'FS_IOC_GETFLAGS');
-  }
+  if (!flagsIoctl(fd, FS_IOC_GETFLAGS, f, 'FS_IOC_GETFLAGS')) return false;
   if ((f[0] & flags) === flags) return true;
   f[0] |= flags;
-  if (c.ioctlFlags(fd, FS_IOC_SETFLAGS, f) < 0) {
-    const errno = koffi.errno();
-    if (errno === 25 || errno === 95 || errno === 22) return false;
-    throw new SysError('ioctl', errno, 'FS_IOC_SETFLAGS');
-  }
-  return true;
+  return flagsIoctl(fd, FS_IOC_SETFLAGS, f, 'FS_IOC_SETFLAGS');
+}
+
+/** One FS_IOC_*FLAGS call: false where the file system has no such flags (ENOTTY, EOPNOTSUPP, EINVAL). */
+function flagsIoctl(fd: number, request: number, flags: number[], name: string): boolean {
+  if (c.ioctlFlags(fd, request, flags) >= 0) return true;
+  const errno = koffi.errno();
+  if (errno === 25 || errno === 95 || errno === 22) return false;
+  throw new SysError('ioctl', errno, name);
 }
 
 /** Flushes the whole file system holding fd to disk. */
