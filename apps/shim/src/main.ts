@@ -88,6 +88,7 @@ async function main() {
   const runtimes = new Map<string, Runtime>();
   const runtimeFor = async (name: string): Promise<Runtime> => {
     if (!name || name === 'ctr-init') return native;
+    native.dropSpare(); // a shim hosts containers of one runtime, as a rule
     let r = runtimes.get(name);
     if (!r) {
       const root = `${dir}/${name.replace(/[^\w.-]/g, '_')}`;
@@ -187,7 +188,11 @@ async function main() {
   ]);
   await writeFile(`${dir}/shim.pid`, `${process.pid}\n`);
   health.set('', Serving.SERVING);
-  if (warm) setImmediate(() => rehearsePlan(cgroupInfo));
+  if (warm)
+    setImmediate(() => {
+      rehearsePlan(cgroupInfo);
+      native.spare();
+    });
   // The code this boot compiled, on disk now for the next shim (by default only at exit, which may be days away).
   setImmediate(() => module.flushCompileCache?.());
   log.info({ socket: server.socketPath, pid: process.pid }, 'serving');

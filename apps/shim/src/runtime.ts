@@ -9,8 +9,9 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Cgroup, CgroupMovePrimer } from '@ctr/cgroups';
 import { failedPrecondition, internal, invalidArgument } from '@ctr/common/errors';
+import { renice } from '@ctr/common/priority';
 import type { Process, Spec } from '@ctr/oci';
-import { type Exit, exitOf, launchInit } from './init/launch.js';
+import { type Exit, exitOf, fitsLaunch, launchInit, type SpawnedInit, spawnInit } from './init/launch.js';
 import { type CgroupMountInfo, planFromSpec } from './init/plan.js';
 import type { SeccompFilters } from './init/seccomp.js';
 import type { ProcessIO } from './io.js';
@@ -73,12 +74,50 @@ async function writeIdMaps(pid: number, spec: Spec) {
 
 export class NativeRuntime implements Runtime {
   readonly name = 'ctr-init';
+  /** A ctr-init spawned ahead, waiting for a container's plan (spare()). */
+  #spare?: SpawnedInit;
+
   constructor(
     private readonly reaper: Reaper,
     private readonly cgroupInfo: CgroupMountInfo,
     private readonly primer: CgroupMovePrimer,
     private readonly filters: SeccompFilters,
   ) {}
+
+  /**
+   * Spawns a ctr-init ahead of the next create, with the stdio of a
+   * container that has no terminal and no stdin (most): a warm shim's, while
+   * it waits for its container. Spawning it was some 5 ms of a start (a fork
+   * of this process, and ctr-init's exec and dynamic linking). One that does
+   * not fit the container is killed and a fitting one spawned; one never
+   * used ends with this process (its plan pipe closes).
+   */
+  spare(): void {
+    if (this.#spare) return;
+    const spare = spawnInit('create', ['ignore', 'pipe', 'pipe']);
+    this.reaper.track(spare.child);
+    this.#spare = spare;
+  }
+
+  /** Ends the spare (when the shim's containers run on another runtime). */
+  dropSpare(): void {
+    const spare = this.#spare;
+    this.#spare = undefined;
+    if (spare?.child.exitCode === null) spare.child.kill('SIGKILL');
+  }
+
+  /** The spare, when it fits a launch like `opts` (it then runs at the container's priority, not a warm shim's). */
+  #takeSpare(opts: { mode: 'create' | 'exec'; stdio: ProcessIO['stdio'] }): SpawnedInit | undefined {
+    const spare = this.#spare;
+    if (!spare || opts.mode !== 'create') return undefined;
+    if (!fitsLaunch(spare, opts)) {
+      this.dropSpare();
+      return undefined;
+    }
+    this.#spare = undefined;
+    renice(0, spare.child.pid);
+    return spare;
+  }
 
   #onSpawn(io: ProcessIO) {
     return (child: ChildProcess) => {
@@ -90,16 +129,19 @@ export class NativeRuntime implements Runtime {
   async create(c: CreateContext): Promise<Launched> {
     // The init's placement in its cgroup would wait out a grace period of the kernel's: started now.
     this.primer.prime();
-    const init = await launchInit({
-      mode: 'create',
-      plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo, seccompBpf: await this.filters.get(c.spec) }),
-      stdio: c.io.stdio,
-      onSpawn: this.#onSpawn(c.io),
-      place: async (pid) => {
-        await c.cgroup.addProcess(pid);
-        await writeIdMaps(pid, c.spec);
+    const init = await launchInit(
+      {
+        mode: 'create',
+        plan: planFromSpec(c.spec, { cgroups: this.cgroupInfo, seccompBpf: await this.filters.get(c.spec) }),
+        stdio: c.io.stdio,
+        onSpawn: this.#onSpawn(c.io),
+        place: async (pid) => {
+          await c.cgroup.addProcess(pid);
+          await writeIdMaps(pid, c.spec);
+        },
       },
-    });
+      this.#takeSpare({ mode: 'create', stdio: c.io.stdio }),
+    );
     if (init.terminal !== undefined) c.io.takeTerminal(init.terminal);
     return init;
   }

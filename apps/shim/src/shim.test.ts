@@ -520,6 +520,42 @@ describe('the shim process', () => {
     await bound.client.delete({ id: t.id, execId: '' });
   });
 
+  it("warm: the ctr-init it spawns ahead runs its first plain task, at the task's priority; one that does not fit ends", async () => {
+    const inits = async (pid: number) => {
+      const out: number[] = [];
+      for (const c of await childrenOf(pid)) if ((await readProcStat(c))?.comm === 'ctr-init') out.push(c);
+      return out;
+    };
+    const plain = await startShim(engine, 'warm-spare1', { warm: true });
+    const tty = await startShim(engine, 'warm-spare2', { warm: true });
+    shims.push(plain, tty);
+    const spares: number[] = [];
+    for (const s of [plain, tty]) {
+      await waitFor(async () => (await inits(s.pid)).length === 1, 'the spare ctr-init');
+      const [spare] = await inits(s.pid);
+      expect(await threadNices(spare)).toEqual([WARM_NICE]);
+      spares.push(spare);
+    }
+    await plain.client.bind({ id: 'spare-plain' });
+    const t = await runTask('echo from the spare', { on: plain.client });
+    // The spare is the task's ctr-init now (it waits for the container's process), at the priority of everything else.
+    expect(await inits(plain.pid)).toEqual([spares[0]]);
+    expect(await threadNices(spares[0])).toEqual([0]);
+    await plain.client.start({ id: t.id, execId: '' });
+    expect((await plain.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(0);
+    expect(await logText(t.log)).toBe('from the spare\n');
+    await plain.client.delete({ id: t.id, execId: '' });
+
+    // A terminal's task needs a ctr-init with other stdio: the spare ends, and one of its own runs it.
+    await tty.client.bind({ id: 'spare-tty' });
+    const u = await runTask('exit 4', { on: tty.client, terminal: true });
+    await waitFor(() => !existsSync(`/proc/${spares[1]}`), 'the spare that did not fit to end');
+    expect(await inits(tty.pid)).not.toContain(spares[1]);
+    await tty.client.start({ id: u.id, execId: '' });
+    expect((await tty.client.wait({ id: u.id, execId: '' })).exitStatus).toBe(4);
+    await tty.client.delete({ id: u.id, execId: '' });
+  });
+
   it('warm: a starter that dies while the shim still boots is not mistaken for its new parent', async () => {
     // The starter exits the moment the shim is spawned: the shim reads its parent only once booted.
     const starter = `

@@ -5,12 +5,32 @@ export * from './resources.js';
 import { constants, openSync, rmdirSync, write } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readMountInfo } from '@ctr/sys/mountinfo';
+import { type MountInfo, readMountInfo } from '@ctr/sys/mountinfo';
 import { type CgroupLayout, detectLayout, type V1Controller } from './layout.js';
 
 /** This host's cgroup layout. */
 export async function hostLayout(): Promise<CgroupLayout> {
-  return detectLayout(await readMountInfo());
+  const mounts = await readMountInfo();
+  mountPoints ??= Promise.resolve(cgroupMounts(mounts));
+  return detectLayout(mounts);
+}
+
+let mountPoints: Promise<string[]> | undefined;
+
+const cgroupMounts = (all: MountInfo[]) =>
+  all.filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2').map((m) => m.mountPoint);
+
+/**
+ * Where this host's cgroup hierarchies are mounted, read once per process (or
+ * taken from hostLayout's read): a host mounts them as it boots, and reading mountinfo again was some 1-3 ms
+ * of every `run --rm` (its last container's delete removes the parent).
+ */
+function cgroupMountPoints(): Promise<string[]> {
+  mountPoints ??= readMountInfo().then(cgroupMounts);
+  mountPoints.catch(() => {
+    mountPoints = undefined;
+  });
+  return mountPoints;
 }
 
 /**
@@ -21,10 +41,9 @@ export async function hostLayout(): Promise<CgroupLayout> {
  */
 export async function removeCgroupIfEmpty(path: string): Promise<void> {
   if (!path || path.startsWith('/') || path.split('/').includes('..')) throw new Error(`invalid cgroup path ${path}`);
-  const mounts = (await readMountInfo()).filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2');
-  for (const m of mounts) {
+  for (const mountPoint of await cgroupMountPoints()) {
     try {
-      rmdirSync(join(m.mountPoint, path));
+      rmdirSync(join(mountPoint, path));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'EBUSY' && code !== 'ENOTEMPTY') throw err;

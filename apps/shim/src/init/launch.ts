@@ -157,19 +157,50 @@ function takeFd(pid: number, fd: number): number {
   }
 }
 
-/** Starts ctr-init and runs the handshake up to READY (the process is set up and waits to exec). */
-export async function launchInit(opts: LaunchOptions): Promise<InitProcess> {
-  const waiter = spawn(ctrInitPath(), [opts.mode], {
-    stdio: [...opts.stdio, 'pipe', 'pipe', 'pipe'],
-    detached: false,
-  });
+/** ctr-init spawned, waiting for its plan: what launchInit goes on with. */
+export interface SpawnedInit {
+  readonly mode: LaunchOptions['mode'];
+  readonly stdio: readonly [Stdio, Stdio, Stdio];
+  readonly child: ChildProcess;
+}
+
+/** Spawns ctr-init in `mode` with the container's stdio (and the three handshake pipes); it waits for its plan. */
+export function spawnInit(mode: LaunchOptions['mode'], stdio: [Stdio, Stdio, Stdio]): SpawnedInit {
+  const child = spawn(ctrInitPath(), [mode], { stdio: [...stdio, 'pipe', 'pipe', 'pipe'], detached: false });
+  // Told again to whoever launches it; a spare's (ENOENT) must not be thrown meanwhile.
+  child.on('error', () => undefined);
+  return { mode, stdio, child };
+}
+
+/** Whether `spawned` was made for a launch like `opts` and still waits for a plan. */
+export function fitsLaunch(spawned: SpawnedInit, opts: Pick<LaunchOptions, 'mode' | 'stdio'>): boolean {
+  const { child } = spawned;
+  return (
+    spawned.mode === opts.mode &&
+    spawned.stdio.every((s, i) => s === opts.stdio[i]) &&
+    child.pid !== undefined &&
+    child.exitCode === null &&
+    child.signalCode === null
+  );
+}
+
+/**
+ * Starts ctr-init (or takes `spawned`, one that fits) and runs the handshake
+ * up to READY (the process is set up and waits to exec).
+ */
+export async function launchInit(opts: LaunchOptions, spawned?: SpawnedInit): Promise<InitProcess> {
+  const waiter = (spawned ?? spawnInit(opts.mode, opts.stdio)).child;
   opts.onSpawn?.(waiter);
   const fds = waiter.stdio as unknown as (Readable & Writable)[];
   const planPipe: Writable = fds[3];
   const initSock = fds[4];
   const parentReader = new SyncReader(fds[5]);
   const initReader = new SyncReader(initSock);
-  const spawnError = new Promise<never>((_, reject) => waiter.once('error', reject));
+  // A spawn that failed (ENOENT) reports it on its next tick, so a spare's failure is long reported: its exit says so.
+  const spawnError = new Promise<never>((_, reject) => {
+    waiter.once('error', reject);
+    if (spawned && waiter.pid === undefined) reject(new Error('ctr-init could not be spawned'));
+  });
   const kill = () => {
     if (waiter.exitCode === null) waiter.kill('SIGKILL');
   };
