@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import {
   alive,
   CTRCTL_MAIN,
@@ -433,6 +434,27 @@ describe('snapshots of creates cut short', () => {
 });
 
 describe('container-service restarts', () => {
+  it('a --rm container that had exited, its removal cut short by a crash, is removed as the service starts', async () => {
+    const id = await ok(['create', '--rm', image, 'true']);
+    await engine.crashService('container-service', {
+      whileDown: async () => {
+        // What a crash between the exit's record and the removal leaves: the container exited, still there.
+        const db = new DatabaseSync(join(engine.root, 'containers.db'));
+        const row = db.prepare('SELECT data FROM containers WHERE id = ?').get(id) as { data: string };
+        const rec = JSON.parse(row.data);
+        rec.container.state = { ...rec.container.state, status: 'exited', exitCode: 0 };
+        db.prepare('UPDATE containers SET data = ? WHERE id = ?').run(JSON.stringify(rec), id);
+        db.close();
+      },
+    });
+    await waitFor(async () => (await ctrctl(['inspect', id])).code === 1, 'the --rm container to go');
+    expect(await entries(join(engine.root, 'containers'))).not.toContain(id);
+    const snapshots = engine.client(SnapshotsService, 'snapshotter');
+    const keys: string[] = [];
+    for await (const page of readStream(snapshots.list({ filters: [] }))) keys.push(...page.info.map((i) => i.name));
+    expect(keys).not.toContain(id);
+  });
+
   it('killed with SIGKILL while 10 containers run: they keep running, exits during the outage keep their codes and --rm', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) ids.push(await ok(['run', '-d', '--name', `long${i}`, image, 'sleep', '600']));

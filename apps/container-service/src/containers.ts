@@ -196,6 +196,24 @@ export function commitConfig(rec: ContainerRecord): CommitConfig {
 /** What a start runs between the task's create and its start: an attach, which may start it itself (its pid). */
 export type BeforeStart = (shim: ShimClient, id: string) => Promise<number | undefined>;
 
+/** What network-service made for a container: its namespace, endpoint, port maps and the text of its name files. */
+interface Attached {
+  netns: string;
+  names: NamesResponse;
+  attachments: NetworkAttachment[];
+  ports: PortBinding[];
+}
+
+/** A container's network as its spec takes it: the name files on disk (another container's, when it joins that one's). */
+interface NetworkSetup extends Omit<Attached, 'names'> {
+  names: NameFiles;
+}
+
+/** A new container's id: 64 hex digits, as docker's. */
+function newContainerId(): string {
+  return randomBytes(32).toString('hex');
+}
+
 export class Containers {
   #locks = new Map<string, Promise<unknown>>();
   #shims = new Map<string, ShimClient>();
@@ -224,6 +242,8 @@ export class Containers {
   readonly #restarting = new Set<string>();
   /** The layers of containers that run's create is preparing still (create's layerLater), by container. */
   readonly #layers = new Map<string, Promise<{ mounts: Mount[] }>>();
+  /** Networks that runs began before their creates were done (#earlyNetwork), by container. */
+  readonly #nets = new Map<string, Promise<Attached>>();
   #sweepTimer?: NodeJS.Timeout;
   #engine?: ShimEngine;
 
@@ -259,24 +279,19 @@ export class Containers {
    * the container's layer is prepared while the record is stored and the
    * start begins, rather than before; the start waits for it (#layers), and
    * what it would refuse (a user the image does not have) is refused there.
+   * The record is then not synced to disk on its own: the start's, some
+   * 20 ms later, syncs it with its own (one write-ahead log), and the run's
+   * caller hears of the container only after that. A sync was some 2 ms
+   * that held up everything else here, the layer's prepare call included.
    */
-  async create(requestedName: string, cfg: ContainerConfig, { layerLater = false } = {}): Promise<Container> {
+  async create(
+    requestedName: string,
+    cfg: ContainerConfig,
+    { layerLater = false, id = newContainerId() } = {},
+  ): Promise<Container> {
     const { store, images, snapshots, layout } = this.d;
-    if (!cfg.image) throw invalidArgument('No image specified');
-    let name = requestedName.replace(/^\//, '');
-    if (name) {
-      if (!VALID_NAME.test(name))
-        throw invalidArgument(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
-      const taken = store.byName(name);
-      if (taken) throw this.#nameConflict(name, taken.container.id);
-    } else {
-      name = randomName((n) => Boolean(store.byName(n)));
-    }
+    const name = this.#checkCreate(requestedName, cfg);
     const policy = cfg.restartPolicy?.name || 'no';
-    if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(policy))
-      throw invalidArgument(`invalid restart policy: ${policy}`);
-    if (cfg.autoRemove && policy !== 'no') throw invalidArgument('Conflicting options: --restart and --rm');
-    logLimits(cfg.logOptions); // refused now rather than at start
 
     let image: Awaited<ReturnType<typeof images.config>>;
     try {
@@ -293,7 +308,6 @@ export class Containers {
     const argv = [...entrypoint, ...cmd];
     if (!argv.length) throw invalidArgument('no command specified');
 
-    const id = randomBytes(32).toString('hex');
     const dir = layout.containerDir(id);
     const undo: (() => Promise<unknown>)[] = [];
     const anonymous: string[] = [];
@@ -369,7 +383,7 @@ export class Containers {
       if (rootfs) containerSpec(container, imageConfig, { users: imageUsers(layerDirs(rootfs)) });
       // The name is taken in the same statement that stores the record.
       try {
-        store.putContainer(record);
+        store.putContainer(record, { sync: !layerLater });
       } catch (err) {
         const other = store.byName(name);
         if (other) throw this.#nameConflict(name, other.container.id);
@@ -384,6 +398,27 @@ export class Containers {
     } finally {
       this.#creating.delete(id);
     }
+  }
+
+  /** What a create refuses before it looks anything up; the container's name (a random one when none was asked for). */
+  #checkCreate(requestedName: string, cfg: ContainerConfig): string {
+    const { store } = this.d;
+    if (!cfg.image) throw invalidArgument('No image specified');
+    let name = requestedName.replace(/^\//, '');
+    if (name) {
+      if (!VALID_NAME.test(name))
+        throw invalidArgument(`Invalid container name (${name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      const taken = store.byName(name);
+      if (taken) throw this.#nameConflict(name, taken.container.id);
+    } else {
+      name = randomName((n) => Boolean(store.byName(n)));
+    }
+    const policy = cfg.restartPolicy?.name || 'no';
+    if (!['no', 'always', 'on-failure', 'unless-stopped'].includes(policy))
+      throw invalidArgument(`invalid restart policy: ${policy}`);
+    if (cfg.autoRemove && policy !== 'no') throw invalidArgument('Conflicting options: --restart and --rm');
+    logLimits(cfg.logOptions); // refused now rather than at start
+    return name;
   }
 
   #nameConflict(name: string, id: string) {
@@ -483,11 +518,22 @@ export class Containers {
    * A start that fails removes it again, anonymous volumes and all, so a
    * failed run leaves nothing; the start's error is the one thrown.
    */
-  async run(name: string, cfg: ContainerConfig, beforeStart?: BeforeStart): Promise<Container> {
-    const c = await this.create(name, cfg, { layerLater: true });
+  async run(requestedName: string, cfg: ContainerConfig, beforeStart?: BeforeStart): Promise<Container> {
+    const id = newContainerId();
+    const name = this.#checkCreate(requestedName, cfg);
+    // The network, which needs nothing of the image (unless -P), is made while the create looks the image up.
+    this.#earlyNetwork(id, name, cfg);
+    let c: Container;
+    try {
+      c = await this.create(name, cfg, { layerLater: true, id });
+    } catch (err) {
+      await this.#dropEarlyNetwork(id);
+      throw err;
+    }
     try {
       await this.start(c.id, beforeStart);
     } catch (err) {
+      await this.#dropEarlyNetwork(c.id);
       await this.remove(c.id, { force: true, volumes: true }).catch((e) =>
         this.d.log.warn({ err: e, id: c.id }, 'cannot remove a container whose start failed'),
       );
@@ -527,21 +573,23 @@ export class Containers {
     try {
       // Both settle before either's failure is thrown: what the network made is in `undo` by then.
       const layer = this.#layers.get(id);
+      const early = this.#nets.get(id);
+      this.#nets.delete(id);
+      if (early) undo.push(() => this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART));
       const [network, snapshot] = await Promise.allSettled([
-        this.#network(rec, undo),
+        early ? early.then((n) => this.#nameFiles(c, n)) : this.#network(rec, undo),
         layer ?? this.d.snapshots.mounts({ key: c.snapshotKey }),
       ]);
       this.#layers.delete(id);
       if (network.status === 'rejected') throw network.reason;
       if (snapshot.status === 'rejected') throw snapshot.reason;
-      const { netns, names, attachments, ports, joinNamespaces } = network.value;
+      const { netns, names, attachments, ports } = network.value;
       const rootfs = c.config?.autoRemove ? snapshot.value.mounts.map(volatile) : snapshot.value.mounts;
       const spec = containerSpec(c, rec.imageConfig, {
         netns,
         names,
         users: imageUsers(layerDirs(rootfs)),
         initPath: c.config?.init ? INIT_PATH : undefined,
-        joinNamespaces,
       });
       if (c.config?.init) {
         spec.mounts?.push({ destination: INIT_PATH, type: 'bind', source: this.d.initBinary, options: ['bind', 'ro'] });
@@ -569,10 +617,15 @@ export class Containers {
         runtime: '',
       });
       // The warm spare taken for this start is replaced while the shim creates the task: the one stretch
-      // of a start this service only waits through.
-      this.#warm.fill();
+      // of a start this service only waits through. Once the create is on its way: the spawn's fork holds
+      // this thread some 2-3 ms, which the call would otherwise wait behind.
+      setImmediate(() => this.#warm.fill());
       await created;
       undo.push(() => shim.delete({ id, execId: '' }));
+      // The wait for the exit goes ahead of the start: an exit that comes at once (`run --rm ... true`)
+      // is told as it happens, not a round trip after the start's answer.
+      const waiting = shim.wait({ id, execId: '' }, { timeoutMs: 365 * DAY });
+      waiting.catch(() => undefined); // the watch's to handle; unused when the start fails
       let pid: number;
       try {
         // An attach may have the shim start the process in its own call (the pid is its answer).
@@ -605,7 +658,7 @@ export class Containers {
       c.ports = ports;
       rec.manuallyStopped = false;
       this.d.store.putContainer(rec);
-      this.#watch(id, shim, pid);
+      this.#watch(id, shim, pid, waiting);
       this.#notify(id);
       return pid;
     } catch (err) {
@@ -623,38 +676,69 @@ export class Containers {
   }
 
   /** The container's namespace, addresses, port maps and name files. */
-  async #network(rec: ContainerRecord, undo: (() => Promise<unknown>)[]) {
+  async #network(rec: ContainerRecord, undo: (() => Promise<unknown>)[]): Promise<NetworkSetup> {
     const c = rec.container;
     const cfg = c.config as ContainerConfig;
-    const { networks } = this.d;
     const mode = cfg.networkMode || 'bridge';
-    const attachments: NetworkAttachment[] = [];
-    const ports: PortBinding[] = [];
-    let joinNamespaces: Partial<Record<'network', string>> | undefined;
     if (mode.startsWith('container:')) {
       const target = this.find(mode.slice('container:'.length));
       if (target.container.state?.status !== 'running')
         throw failedPrecondition(`cannot join network of a non running container: ${target.container.id}`);
-      const sandbox = await networks.createSandbox({
+      const sandbox = await this.d.networks.createSandbox({
         containerId: c.id,
         mode: `container:${target.container.id}`,
         containerName: c.name,
       });
-      undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
+      undo.push(() => this.d.networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
       const t = target.container;
       return {
         netns: sandbox.netnsPath || 'host',
         names: { resolvConf: t.resolvConfPath, hosts: t.hostsPath, hostname: t.hostnamePath },
-        attachments,
-        ports,
-        joinNamespaces,
+        attachments: [],
+        ports: [],
       };
     }
+    // A bridge namespace is made by the attach itself (one call less on every start); its undo is in place first.
+    undo.push(() => this.d.networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
+    const exposed = Object.keys(rec.imageConfig.ExposedPorts ?? {});
+    return this.#nameFiles(c, await this.#attach(c.id, c.name, cfg, exposed));
+  }
+
+  /**
+   * The network of a run's container, begun before its create looks the image
+   * up (#nets; its start takes it up): when the image has no say in it, which
+   * is unless the ports it exposes are published (-P) or the container joins
+   * another's namespace.
+   */
+  #earlyNetwork(id: string, name: string, cfg: ContainerConfig): Promise<Attached> | undefined {
+    const mode = cfg.networkMode || 'bridge';
+    if (cfg.publishAllPorts || mode.startsWith('container:')) return undefined;
+    const attached = this.#attach(id, name, cfg, []);
+    attached.catch(() => undefined); // the start's (or the failed create's) to report
+    this.#nets.set(id, attached);
+    return attached;
+  }
+
+  /** A run's early network, when its container went no further than the create: undone. */
+  async #dropEarlyNetwork(id: string): Promise<void> {
+    const early = this.#nets.get(id);
+    if (!early) return;
+    this.#nets.delete(id);
+    await early.catch(() => undefined);
+    await this.d.networks.removeSandbox({ containerId: id }, THROUGH_RESTART).catch(() => undefined);
+  }
+
+  /** Network-service's part: the namespace (host, none, or one on a network), its endpoint and port maps, the name files' text. */
+  async #attach(id: string, name: string, cfg: ContainerConfig, imageExposed: string[]): Promise<Attached> {
+    const { networks } = this.d;
+    const mode = cfg.networkMode || 'bridge';
+    const attachments: NetworkAttachment[] = [];
+    const ports: PortBinding[] = [];
     const special = mode === 'host' || mode === 'none';
     // The name files come with the namespace (one call less on every start).
     const namesReq: NamesRequest = {
-      containerId: c.id,
-      hostname: cfg.hostname || (mode === 'host' ? '' : c.id.slice(0, 12)),
+      containerId: id,
+      hostname: cfg.hostname || (mode === 'host' ? '' : id.slice(0, 12)),
       domainname: cfg.domainname,
       dns: cfg.dns,
       dnsSearch: cfg.dnsSearch,
@@ -665,15 +749,13 @@ export class Containers {
       }),
     };
     let names: NamesResponse | undefined;
-    // A bridge namespace is made by the attach itself (one call less on every start); its undo is in place first.
-    undo.push(() => networks.removeSandbox({ containerId: c.id }, THROUGH_RESTART));
     let netnsPath = '';
     if (special) {
-      const sandbox = await networks.createSandbox({ containerId: c.id, mode, containerName: c.name, names: namesReq });
+      const sandbox = await networks.createSandbox({ containerId: id, mode, containerName: name, names: namesReq });
       netnsPath = sandbox.netnsPath;
       names = sandbox.names;
     } else {
-      const exposed = new Set([...cfg.exposedPorts, ...Object.keys(rec.imageConfig.ExposedPorts ?? {})]);
+      const exposed = new Set([...cfg.exposedPorts, ...imageExposed]);
       const wanted: PortMapping[] = cfg.portBindings.map((p) => ({
         protocol: p.protocol || 'tcp',
         containerPort: p.containerPort,
@@ -689,10 +771,10 @@ export class Containers {
       }
       const userNetwork = mode !== 'bridge';
       const ep = await networks.attach({
-        containerId: c.id,
+        containerId: id,
         network: mode,
-        containerName: c.name,
-        aliases: userNetwork ? [...cfg.networkAliases, c.id.slice(0, 12)] : [],
+        containerName: name,
+        aliases: userNetwork ? [...cfg.networkAliases, id.slice(0, 12)] : [],
         ipv4Address: cfg.ipv4Address,
         ports: wanted,
         macAddress: '',
@@ -701,7 +783,7 @@ export class Containers {
       });
       names = ep.names;
       // Never the host's namespace by mistake: a bridge container has its own, or does not start.
-      if (!ep.netnsPath) throw new Error(`network-service gave container ${c.id} no network namespace`);
+      if (!ep.netnsPath) throw new Error(`network-service gave container ${id} no network namespace`);
       netnsPath = ep.netnsPath;
       attachments.push({
         networkId: ep.networkId,
@@ -723,18 +805,17 @@ export class Containers {
     }
     // A network-service of before this field answers without it: asked for on its own then.
     names ??= await networks.names(namesReq);
+    return { netns: mode === 'host' ? 'host' : netnsPath, names, attachments, ports };
+  }
+
+  /** The name files of an attach's answer, written to the container's directory. */
+  #nameFiles(c: Container, a: Attached): NetworkSetup {
     const files: NameFiles = { resolvConf: c.resolvConfPath, hosts: c.hostsPath, hostname: c.hostnamePath };
     // Three small files, written at once: nine trips through libuv's thread pool cost a start some 3 ms.
-    writeFileSync(files.resolvConf, names.resolvConf, { mode: 0o644 });
-    writeFileSync(files.hosts, names.hosts, { mode: 0o644 });
-    writeFileSync(files.hostname, `${names.hostname}\n`, { mode: 0o644 });
-    return {
-      netns: mode === 'host' ? 'host' : netnsPath,
-      names: files,
-      attachments,
-      ports,
-      joinNamespaces,
-    };
+    writeFileSync(files.resolvConf, a.names.resolvConf, { mode: 0o644 });
+    writeFileSync(files.hosts, a.names.hosts, { mode: 0o644 });
+    writeFileSync(files.hostname, `${a.names.hostname}\n`, { mode: 0o644 });
+    return { ...a, names: files };
   }
 
   // ---------------------------------------------------------------- shims
@@ -918,11 +999,14 @@ export class Containers {
     return r && { code: r.exitStatus, at: new Date(r.exitedAt), oom: Boolean(r.oomKilled) };
   }
 
-  #watch(id: string, shim: ShimClient, pid: number) {
+  /** Handles the exit of container `id`'s task, as `shim` tells it: `waiting` when a wait for it is under way. */
+  #watch(id: string, shim: ShimClient, pid: number, waiting?: ReturnType<ShimClient['wait']>) {
     const monitor = (async () => {
       for (;;) {
         try {
-          const exit = await shim.wait({ id, execId: '' }, { timeoutMs: 365 * DAY });
+          const pending = waiting ?? shim.wait({ id, execId: '' }, { timeoutMs: 365 * DAY });
+          waiting = undefined; // a wait that failed is made anew
+          const exit = await pending;
           await this.#exited(id, pid, { code: exit.exitStatus, at: exit.exitedAt ?? new Date(), oom: exit.oomKilled });
           return;
         } catch (err) {
@@ -976,12 +1060,13 @@ export class Containers {
     };
     c.networks = [];
     c.ports = [];
-    this.d.store.putContainer(rec);
+    const autoRemove =
+      Boolean(c.config?.autoRemove) && !this.#removing.has(id) && !this.#closing && !this.#restarting.has(id);
+    // Synced, unless the record goes in a moment (--rm): one that a crash leaves is removed by reconcile.
+    this.d.store.putContainer(rec, { sync: !autoRemove });
     // A --rm container's layer, bundle and directory go as soon as its task (which had them mounted and
     // open) is deleted, while its shim ends and its namespace goes: `run --rm` waits for the whole removal.
     let filesGone: Promise<void> | undefined;
-    const autoRemove =
-      Boolean(c.config?.autoRemove) && !this.#removing.has(id) && !this.#closing && !this.#restarting.has(id);
     await this.#release(
       id,
       autoRemove
@@ -1244,7 +1329,8 @@ export class Containers {
     // Released at its exit already, unless this service restarted since (or it never ran).
     if (!this.#released.delete(id)) await this.#release(id);
     await Promise.all([filesGone ?? this.#removeFiles(c), this.#shimsGoing.get(id)]);
-    this.d.store.deleteContainer(id);
+    // Not synced for a --rm container: one that a crash brings back (exited) is removed by reconcile.
+    this.d.store.deleteContainer(id, { sync: !(c.config?.autoRemove && c.state?.status === 'exited') });
     this.#monitors.delete(id);
     if (volumes || c.config?.autoRemove) {
       for (const v of rec.anonymousVolumes) {
@@ -1540,6 +1626,12 @@ export class Containers {
             },
           );
         }
+        continue;
+      }
+      if (st === 'exited' && c.config?.autoRemove) {
+        // A --rm container whose removal a crash cut short (docker removes these as it starts, too).
+        log.info({ id: c.id }, 'removing a --rm container that has exited');
+        await this.#remove(c.id, true).catch((err) => log.warn({ err, id: c.id }, 'auto-remove failed'));
         continue;
       }
       if (shim) await this.#dropShim(c.id);

@@ -75,15 +75,37 @@ export class Store {
     return row && decode(row);
   }
 
-  /** Inserts or replaces a container's record. */
-  putContainer(r: ContainerRecord): void {
-    this.db
-      .prepare('INSERT OR REPLACE INTO containers (id, name, data) VALUES (?, ?, ?)')
-      .run(r.container.id, r.container.name, encode(r));
+  /**
+   * Inserts or replaces a container's record. Without `sync`, the change is
+   * not synced to disk before this returns (it outlives a crash of this
+   * process, not the host's): for a record that a synced one follows at
+   * once, which syncs both.
+   */
+  putContainer(r: ContainerRecord, { sync = true } = {}): void {
+    this.#write(sync, () =>
+      this.db
+        .prepare('INSERT OR REPLACE INTO containers (id, name, data) VALUES (?, ?, ?)')
+        .run(r.container.id, r.container.name, encode(r)),
+    );
   }
 
-  deleteContainer(id: string): void {
-    this.db.prepare('DELETE FROM containers WHERE id = ?').run(id);
+  /** Deletes a container's record; without `sync`, as putContainer's (a --rm container's: one a crash brings back is removed again). */
+  deleteContainer(id: string, { sync = true } = {}): void {
+    this.#write(sync, () => this.db.prepare('DELETE FROM containers WHERE id = ?').run(id));
+  }
+
+  /** Makes `change`, not synced to disk unless `sync` (the connection is FULL otherwise). */
+  #write(sync: boolean, change: () => void): void {
+    if (sync) {
+      change();
+      return;
+    }
+    this.db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      change();
+    } finally {
+      this.db.exec('PRAGMA synchronous = FULL');
+    }
   }
 
   volumes(): VolumeRecord[] {

@@ -7,8 +7,8 @@
  * caller. connectShim reaches one that is already running.
  */
 import { spawn } from 'node:child_process';
-import { mkdir, open, readFile, rm } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShimService, Status } from '@ctr/api/shim/v1/shim';
@@ -83,9 +83,11 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   const dir = paths.shimDir(id);
   const socket = paths.shimSocket(id);
   if (socket.length > 107) throw failedPrecondition(`the shim socket path is too long for a unix socket: ${socket}`);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+  // In place, up to the spawn: a start that boots a shim as it waits on another (a warm spare's refill)
+  // forks this process now, while it waits, rather than a few thread-pool trips later, into what comes next.
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const logFile = join(dir, 'shim.log');
-  const out = await open(logFile, 'a', 0o600);
+  const out = openSync(logFile, 'a', 0o600);
   const [cmd, pre] = shimCommand();
   const args = [...pre, '--id', id, '--root', engine.root, '--state', engine.state, '--instance', engine.instance];
   if (engine.eventsUrl) args.push('--events-url', engine.eventsUrl);
@@ -93,7 +95,7 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   if (opts.warm) args.push('--warm');
   const child = spawn(cmd, args, {
     detached: true,
-    stdio: ['ignore', out.fd, out.fd],
+    stdio: ['ignore', out, out],
     cwd: dir,
     // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
     // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
@@ -105,7 +107,7 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
     if (opts.warm) renice(WARM_NICE, child.pid);
     opts.onSpawn?.(child.pid);
   }
-  await out.close();
+  closeSync(out);
   let exited: number | null | undefined;
   const ended = new Promise<void>((resolve) => {
     child.once('exit', (code) => {
