@@ -22,8 +22,9 @@ const cgroupMounts = (all: MountInfo[]) =>
 
 /**
  * Where this host's cgroup hierarchies are mounted, read once per process (or
- * taken from hostLayout's read): a host mounts them as it boots, and reading mountinfo again was some 1-3 ms
- * of every `run --rm` (its last container's delete removes the parent).
+ * taken from hostLayout's read): a host mounts them as it boots, and reading
+ * mountinfo again was some 1-3 ms of every `run --rm` (the delete of an
+ * instance's last container removes its parent).
  */
 function cgroupMountPoints(): Promise<string[]> {
   mountPoints ??= readMountInfo().then(cgroupMounts);

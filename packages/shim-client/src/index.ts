@@ -93,21 +93,25 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   if (engine.eventsUrl) args.push('--events-url', engine.eventsUrl);
   if (engine.logLevel) args.push('--log-level', engine.logLevel);
   if (opts.warm) args.push('--warm');
-  const child = spawn(cmd, args, {
-    detached: true,
-    stdio: ['ignore', out, out],
-    cwd: dir,
-    // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
-    // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
-    // The shim ends if its starter dies before it hosts anything: it learns who that is here.
-    env: { ...process.env, NODE_COMPILE_CACHE: paths.compileCache, CTR_SHIM_STARTER: String(process.pid) },
-  });
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(cmd, args, {
+      detached: true,
+      stdio: ['ignore', out, out],
+      cwd: dir,
+      // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
+      // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
+      // The shim ends if its starter dies before it hosts anything: it learns who that is here.
+      env: { ...process.env, NODE_COMPILE_CACHE: paths.compileCache, CTR_SHIM_STARTER: String(process.pid) },
+    });
+  } finally {
+    closeSync(out); // the child has its own
+  }
   if (child.pid) {
     // Its first thread now, so the threads Node starts inherit it; the shim sets any it already has.
     if (opts.warm) renice(WARM_NICE, child.pid);
     opts.onSpawn?.(child.pid);
   }
-  closeSync(out);
   let exited: number | null | undefined;
   const ended = new Promise<void>((resolve) => {
     child.once('exit', (code) => {

@@ -196,7 +196,7 @@ export async function launchInit(opts: LaunchOptions, spawned?: SpawnedInit): Pr
   const initSock = fds[4];
   const parentReader = new SyncReader(fds[5]);
   const initReader = new SyncReader(initSock);
-  // A spawn that failed (ENOENT) reports it on its next tick, so a spare's failure is long reported: its exit says so.
+  // A spawn that failed (ENOENT) emits 'error' on its next tick: a spare's did so long ago, and its missing pid tells.
   const spawnError = new Promise<never>((_, reject) => {
     waiter.once('error', reject);
     if (spawned && waiter.pid === undefined) reject(new Error('ctr-init could not be spawned'));
