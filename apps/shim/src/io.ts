@@ -7,7 +7,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { ReadStream } from 'node:tty';
+import type { ReadStream } from 'node:tty';
 import { setWindowSize } from '@ctr/sys';
 import type { JsonLogWriter, StreamName } from '@ctr/common/jsonlog';
 
@@ -68,7 +68,8 @@ export class ProcessIO {
   /** Follows a pty master: the terminal's one stream is the process's stdout. */
   takeTerminal(master: number): void {
     this.#master = master;
-    const pty = new ReadStream(master);
+    // node:tty loaded for a terminal only: not with every shim (some 1 ms of its boot).
+    const pty = new (process.getBuiltinModule('node:tty').ReadStream)(master);
     this.#pty = pty;
     this.#stdin = pty;
     this.#follow(pty, 'stdout');

@@ -27,6 +27,7 @@ import { renice } from '@ctr/common/priority';
 import { EventPublisher } from '@ctr/common/publisher';
 import { WARM_NICE } from '@ctr/shim-client';
 import { setChildSubreaper } from '@ctr/sys';
+import { readMountInfo } from '@ctr/sys/mountinfo';
 import { hostCgroupInfo } from './init/host-cgroups.js';
 import { rehearsePlan } from './init/plan.js';
 import { SeccompFilters } from './init/seccomp.js';
@@ -81,8 +82,9 @@ async function main() {
     })
     .catch((err) => log.error({ err }, 'events: no NATS address; task events are not published'));
 
-  const cgroupInfo = await hostCgroupInfo();
-  const cgroups = await hostLayout();
+  const mounts = await readMountInfo();
+  const cgroupInfo = await hostCgroupInfo(mounts);
+  const cgroups = await hostLayout(mounts);
   const filters = new SeccompFilters(paths.seccompDir, base);
   const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups), filters);
   const runtimes = new Map<string, Runtime>();

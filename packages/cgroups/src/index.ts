@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { type MountInfo, readMountInfo } from '@ctr/sys/mountinfo';
 import { type CgroupLayout, detectLayout, type V1Controller } from './layout.js';
 
-/** This host's cgroup layout. */
-export async function hostLayout(): Promise<CgroupLayout> {
-  const mounts = await readMountInfo();
+/** This host's cgroup layout (from `mounts`, this process's mountinfo, when the caller has read it already). */
+export async function hostLayout(mounts?: MountInfo[]): Promise<CgroupLayout> {
+  mounts ??= await readMountInfo();
   mountPoints ??= Promise.resolve(cgroupMounts(mounts));
   return detectLayout(mounts);
 }

@@ -10,7 +10,9 @@
  */
 import { EventEmitter } from 'node:events';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { gunzipSync, gzipSync } from 'node:zlib';
+
+/** zlib, loaded when a log is compressed or read compressed: not with every shim (some 1 ms of its boot). */
+const zlib = () => process.getBuiltinModule('node:zlib');
 
 export type StreamName = 'stdout' | 'stderr';
 
@@ -100,7 +102,7 @@ export class JsonLogWriter extends EventEmitter<{ entry: [LogEntry] }> {
         // Written whole before the live file goes, so a crash leaves one or the other.
         const tmp = `${path}.1.gz.tmp`;
         const out = openSync(tmp, 'w', 0o640);
-        writeSync(out, gzipSync(readFileSync(path)));
+        writeSync(out, zlib().gzipSync(readFileSync(path)));
         closeSync(out);
         renameSync(tmp, name(1));
         rmSync(path);
@@ -135,7 +137,7 @@ export function readLogEntries(opts: Pick<JsonLogOptions, 'path' | 'maxFiles'>):
     ] as const) {
       if (!existsSync(file)) continue;
       const raw = readFileSync(file);
-      texts.push((gz ? gunzipSync(raw) : raw).toString());
+      texts.push((gz ? zlib().gunzipSync(raw) : raw).toString());
     }
   }
   if (existsSync(opts.path)) texts.push(readFileSync(opts.path, 'utf8'));

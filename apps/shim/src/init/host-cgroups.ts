@@ -1,11 +1,12 @@
 /** What a container's /sys/fs/cgroup should mount on this host, read from the host's own mounts. */
-import { readMountInfo } from '@ctr/sys/mountinfo';
+import { type MountInfo, readMountInfo } from '@ctr/sys/mountinfo';
 import type { CgroupMountInfo } from './plan.js';
 
 const OPTION_NOISE = new Set(['rw', 'ro', 'nosuid', 'nodev', 'noexec', 'relatime']);
 
-export async function hostCgroupInfo(): Promise<CgroupMountInfo> {
-  const mounts = await readMountInfo();
+/** From `mounts`, this process's mountinfo, when the caller has read it already. */
+export async function hostCgroupInfo(mounts?: MountInfo[]): Promise<CgroupMountInfo> {
+  mounts ??= await readMountInfo();
   if (mounts.some((m) => m.mountPoint === '/sys/fs/cgroup' && m.fsType === 'cgroup2')) {
     return { mode: 'v2', v1Controllers: [] };
   }

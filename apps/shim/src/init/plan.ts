@@ -245,10 +245,11 @@ export function planFromSpec(spec: Spec, opts: PlanOptions): Buffer {
 /**
  * Plans a container that will never run, once, while a warm shim waits for
  * its own: a shim serves one container, so without this the first (and only)
- * plan it makes meets all of this code cold, some milliseconds of a start.
+ * plan it makes meets all of this code cold, some 3 ms of a start. (A second
+ * rehearsal saved 0.2 ms more, for 1 ms of every shim's CPU.)
  */
 export function rehearsePlan(cgroups: CgroupMountInfo): void {
   const spec = defaultSpec('/', ['true']);
   spec.linux = { ...spec.linux, seccomp: defaultSeccomp(DEFAULT_CAPABILITIES) };
-  for (let i = 0; i < 3; i++) planFromSpec(spec, { cgroups });
+  planFromSpec(spec, { cgroups });
 }
