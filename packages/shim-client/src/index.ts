@@ -15,8 +15,7 @@ import { ShimService, Status } from '@ctr/api/shim/v1/shim';
 import { layout } from '@ctr/common/config';
 import { renice } from '@ctr/common/priority';
 import { failedPrecondition, internal, isNotFound } from '@ctr/common/errors';
-import { type ApiClient, socketAlive } from '@ctr/common/grpc';
-import { dialH2 } from '@ctr/common/grpc-client';
+import { type ApiClient, dial, socketAlive } from '@ctr/common/grpc';
 
 export type ShimClient = ApiClient<typeof ShimService>;
 
@@ -56,12 +55,8 @@ function shimCommand(): [string, string[]] {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * A client of the shim on `id`'s socket: on node:http2 alone, as the shim serves (a call was some 0.2 ms
- * less of this process's CPU than through grpc-js, and a start makes eight).
- */
 export function connectShim(engine: Pick<ShimEngine, 'root' | 'state'>, id: string): ShimClient {
-  return dialH2(ShimService, layout(engine).shimSocket(id));
+  return dial(ShimService, layout(engine).shimSocket(id), 'ctr-shim');
 }
 
 export interface StartShimOptions {
