@@ -20,7 +20,7 @@
  * markdown table, writes it to bench/results.md and into the README between
  * its bench markers. Figures, not assertions: it exits 0 unless a step fails.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -45,6 +45,15 @@ const extraNotes = [];
 const root = process.cwd();
 const work = process.env.BENCH_DIR ?? `/var/tmp/ctr-bench-${process.pid}`;
 const CTRCTL = join(root, 'apps/ctrctl/dist/bundle/main.cjs');
+
+/** rmdir that leaves a directory in use (or not there) alone. */
+function rmdirQuiet(dir) {
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty, or not there
+  }
+}
 
 const exec = async (cmd, args, env = process.env) => {
   const { ms, stdout } = await timedRun(cmd, args, { env });
@@ -199,6 +208,8 @@ async function main() {
     }
   } finally {
     await containerd?.stop();
+    // runc leaves its namespace's cgroup parent (/bench in each hierarchy) behind, empty: ours to remove.
+    for (const h of await readdir('/sys/fs/cgroup').catch(() => [])) rmdirQuiet(join('/sys/fs/cgroup', h, 'bench'));
     await groupEngine?.stop();
     await engine.stop();
     await registry.stop();

@@ -132,5 +132,29 @@ export async function sweepLeaks(scope: LeakScope): Promise<void> {
       if (e.isDirectory()) await rmTree(`${dir}/${e.name}`);
     await execText('rmdir', [dir]);
   };
-  for (const c of await cgroups(scope)) await rmTree(c.slice('cgroup '.length));
+  // A container whose shim was killed above runs on (its processes carry none of the instance's names):
+  // what is in the instance's cgroups is its by construction, and a cgroup with tasks cannot go.
+  const tasks = async (dir: string): Promise<number[]> => {
+    const own = (await readFile(`${dir}/cgroup.procs`, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
+    const below = await Promise.all(
+      (await readdir(dir, { withFileTypes: true }).catch(() => []))
+        .filter((e) => e.isDirectory())
+        .map((e) => tasks(`${dir}/${e.name}`)),
+    );
+    return [...own, ...below.flat()];
+  };
+  const dirs = (await cgroups(scope)).map((c) => c.slice('cgroup '.length));
+  for (let i = 0; i < 20; i++) {
+    const left = new Set((await Promise.all(dirs.map(tasks))).flat());
+    if (!left.size) break;
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const dir of dirs) await rmTree(dir);
 }

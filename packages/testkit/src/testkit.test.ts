@@ -1,12 +1,14 @@
 /** The testkit itself, on the real things it drives: registry, skopeo, netns, mounts. */
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { cgroupParent } from '@ctr/common/names';
 import { join } from 'node:path';
 import { MNT, mount, umount } from '@ctr/sys';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildBusyboxImage, buildBusyboxRootfs, pushLayout } from './images.js';
 import { LanHost } from './lan.js';
-import { findLeaks } from './leaks.js';
+import { findLeaks, sweepLeaks } from './leaks.js';
 import { TestRegistry } from './registry.js';
 import { mustRun, randomInstance, run } from './util.js';
 
@@ -106,5 +108,20 @@ describe('the leak check', () => {
       await exited;
     }
     expect(await findLeaks({ instance, dirs: [dir] })).toEqual([]);
+  });
+
+  it("sweeps what a container whose shim was killed leaves: its processes in the instance's cgroup, then the cgroup", async () => {
+    const instance = randomInstance();
+    const parent = `/sys/fs/cgroup/pids/${cgroupParent(instance)}`;
+    await mkdir(`${parent}/c1`, { recursive: true });
+    // Its command line carries none of the instance's names, as a container's does not.
+    const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const exited = new Promise((r) => sleeper.once('exit', r));
+    await writeFile(`${parent}/c1/cgroup.procs`, String(sleeper.pid));
+    expect(await findLeaks({ instance, dirs: [] })).toEqual([`cgroup ${parent}`]);
+    await sweepLeaks({ instance, dirs: [] });
+    await exited;
+    expect(existsSync(parent)).toBe(false);
+    expect(await findLeaks({ instance, dirs: [] })).toEqual([]);
   });
 });
