@@ -34,7 +34,7 @@ import {
   timedRun,
 } from '@ctr/testkit';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 7);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const DETACHED = 20;
 const PULL_ROUNDS = 9;
 /** The pause before each timed `run --rm`. */
