@@ -107,7 +107,6 @@ export function containerSpec(
     names?: NameFiles;
     users: UserDb;
     initPath?: string;
-    joinNamespaces?: RunOptions['joinNamespaces'];
   },
 ): Spec {
   const cfg = c.config;
@@ -184,7 +183,6 @@ export function containerSpec(
     shmSize: n(cfg.shmSize) || undefined,
     mounts,
     netns: opts.netns,
-    joinNamespaces: opts.joinNamespaces,
     users: opts.users,
     nofileCeiling: NOFILE_CEILING,
   };
