@@ -274,23 +274,24 @@ export class Containers {
 
   // ---------------------------------------------------------------- create
 
+  /** docker create. */
+  async create(requestedName: string, cfg: ContainerConfig): Promise<Container> {
+    return this.#create(newContainerId(), this.#checkCreate(requestedName, cfg), cfg);
+  }
+
   /**
-   * docker create. `layerLater` (run's create, the start following at once):
-   * the container's layer is prepared while the record is stored and the
-   * start begins, rather than before; the start waits for it (#layers), and
-   * what it would refuse (a user the image does not have) is refused there.
-   * The record is then not synced to disk on its own: the start's, some
-   * 20 ms later, syncs it with its own (one write-ahead log), and the run's
-   * caller hears of the container only after that. A sync was some 2 ms
-   * that held up everything else here, the layer's prepare call included.
+   * create's work, once #checkCreate has passed the config and chosen the
+   * `name`. `layerLater` (run's create, the start following at once): the
+   * container's layer is prepared while the record is stored and the start
+   * begins, rather than before; the start waits for it (#layers), and what it
+   * would refuse (a user the image does not have) is refused there. The
+   * record is then not synced to disk on its own: the start's, some 20 ms
+   * later, syncs it with its own (one write-ahead log), and the run's caller
+   * hears of the container only after that. A sync was some 2 ms that held
+   * up everything else here, the layer's prepare call included.
    */
-  async create(
-    requestedName: string,
-    cfg: ContainerConfig,
-    { layerLater = false, id = newContainerId() } = {},
-  ): Promise<Container> {
+  async #create(id: string, name: string, cfg: ContainerConfig, { layerLater = false } = {}): Promise<Container> {
     const { store, images, snapshots, layout } = this.d;
-    const name = this.#checkCreate(requestedName, cfg);
     const policy = cfg.restartPolicy?.name || 'no';
 
     let image: Awaited<ReturnType<typeof images.config>>;
@@ -525,7 +526,7 @@ export class Containers {
     this.#earlyNetwork(id, name, cfg);
     let c: Container;
     try {
-      c = await this.create(name, cfg, { layerLater: true, id });
+      c = await this.#create(id, name, cfg, { layerLater: true });
     } catch (err) {
       await this.#dropEarlyNetwork(id);
       throw err;
@@ -710,13 +711,12 @@ export class Containers {
    * is unless the ports it exposes are published (-P) or the container joins
    * another's namespace.
    */
-  #earlyNetwork(id: string, name: string, cfg: ContainerConfig): Promise<Attached> | undefined {
+  #earlyNetwork(id: string, name: string, cfg: ContainerConfig): void {
     const mode = cfg.networkMode || 'bridge';
-    if (cfg.publishAllPorts || mode.startsWith('container:')) return undefined;
+    if (cfg.publishAllPorts || mode.startsWith('container:')) return;
     const attached = this.#attach(id, name, cfg, []);
     attached.catch(() => undefined); // the start's (or the failed create's) to report
     this.#nets.set(id, attached);
-    return attached;
   }
 
   /** A run's early network, when its container went no further than the create: undone. */

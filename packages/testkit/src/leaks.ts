@@ -6,7 +6,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { bridgeName, cgroupParent, chainPrefix, linkPrefix } from '@ctr/common/names';
 import { readMountInfo } from '@ctr/sys/mountinfo';
-import { execText } from './util.js';
+import { execText, signal, sleep } from './util.js';
 
 export interface LeakScope {
   instance: string;
@@ -96,12 +96,7 @@ export async function assertNoLeaks(scope: LeakScope): Promise<void> {
  */
 export async function sweepLeaks(scope: LeakScope): Promise<void> {
   for (const p of await processes(scope)) {
-    const pid = Number(p.split(' ')[1].replace(':', ''));
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // gone
-    }
+    signal(Number(p.split(' ')[1].replace(':', '')), 'SIGKILL');
   }
   const tag = `ctr-${scope.instance}`;
   const points = (await readMountInfo())
@@ -147,14 +142,8 @@ export async function sweepLeaks(scope: LeakScope): Promise<void> {
   for (let i = 0; i < 20; i++) {
     const left = new Set((await Promise.all(dirs.map(tasks))).flat());
     if (!left.size) break;
-    for (const pid of left) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await new Promise((r) => setTimeout(r, 100));
+    for (const pid of left) signal(pid, 'SIGKILL');
+    await sleep(100);
   }
   for (const dir of dirs) await rmTree(dir);
 }
