@@ -250,7 +250,7 @@ export class Containers {
   readonly #warm: WarmShims;
 
   constructor(private readonly d: Deps) {
-    this.#warm = new WarmShims(() => this.#shimEngine(), d.config.shim.warm, d.log);
+    this.#warm = new WarmShims(() => this.#shimEngine(), d.config.shim.warm, d.log, d.config.shim.zygote);
   }
 
   // ---------------------------------------------------------------- lookup

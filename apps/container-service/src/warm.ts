@@ -8,11 +8,18 @@
  * that started it: a clean stop shuts the spares down, and one whose service
  * died ends by itself (the shim's --warm). The next service's reconcile ends
  * any that are still there, so no idle shim outlives its owner.
+ *
+ * With shim.zygote (the default) spares are forked from a shim zygote that
+ * booted once (apps/shim's zygote.ts): a few ms of CPU each instead of a Node
+ * boot's 60, and most of their heap shared with it. It is this service's
+ * child and ends with it; the spares it forked end with it while unbound,
+ * like spawned ones whose starter died. If it cannot boot, spares are
+ * spawned as before.
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from '@ctr/common/log';
 import { renice } from '@ctr/common/priority';
-import { connectShim, removeShimDir, type ShimClient, type ShimEngine, startShim } from '@ctr/shim-client';
+import { connectShim, removeShimDir, type ShimClient, type ShimEngine, ShimZygote, startShim } from '@ctr/shim-client';
 
 export const WARM_PREFIX = 'warm-';
 
@@ -21,6 +28,8 @@ export const isWarmShim = (name: string) => name.startsWith(WARM_PREFIX);
 /** A shim that hosts a group of containers (shim.group > 1), bound from a warm one. */
 export const GROUP_PREFIX = 'group-';
 export const isGroupShim = (name: string) => name.startsWith(GROUP_PREFIX);
+
+const ZYGOTE_RETRY_MS = 60_000;
 
 interface Spare {
   name: string;
@@ -33,12 +42,45 @@ export class WarmShims {
   /** The pids of spares still booting (at the warm shims' lower priority). */
   #bootingPids = new Set<number>();
   #closed = false;
+  /** Where spares are forked from (shim.zygote), booted with the first; undefined while there is none. */
+  #zygote: Promise<ShimZygote | undefined> | undefined;
 
   constructor(
     private readonly engine: () => Promise<ShimEngine>,
     private readonly size: number,
     private readonly log: Logger,
+    private readonly useZygote = false,
   ) {}
+
+  /** When a zygote last failed to boot. */
+  #zygoteFailed = 0;
+
+  /**
+   * The zygote, booted if there is none (or the last one ended). One that
+   * cannot boot is logged, and spares boot on their own for a minute before
+   * the next try (a zygote that cannot boot would otherwise double each
+   * spare's cost).
+   */
+  #zygoteFor(engine: ShimEngine): Promise<ShimZygote | undefined> {
+    if (!this.useZygote || this.#closed || Date.now() - this.#zygoteFailed < ZYGOTE_RETRY_MS)
+      return Promise.resolve(undefined);
+    this.#zygote ??= ShimZygote.start(engine).then(
+      (z) => {
+        void z.ended.then(() => {
+          if (!this.#closed) this.log.warn({ pid: z.pid }, 'the shim zygote ended; the next spare boots another');
+          this.#zygote = undefined;
+        });
+        return z;
+      },
+      (err) => {
+        this.log.warn({ err }, 'the shim zygote did not start; spares boot on their own for a minute');
+        this.#zygoteFailed = Date.now();
+        this.#zygote = undefined;
+        return undefined;
+      },
+    );
+    return this.#zygote;
+  }
 
   /** Boots spares until the pool is full (none when its size is 0). */
   fill(): void {
@@ -52,8 +94,10 @@ export class WarmShims {
     const name = `${WARM_PREFIX}${randomBytes(6).toString('hex')}`;
     let pid = 0;
     try {
-      const s = await startShim(await this.engine(), name, {
+      const engine = await this.engine();
+      const s = await startShim(engine, name, {
         warm: true,
+        zygote: await this.#zygoteFor(engine),
         onSpawn: (p) => {
           pid = p;
           this.#bootingPids.add(p);
@@ -133,5 +177,8 @@ export class WarmShims {
     this.#closed = true;
     await Promise.allSettled(this.#booting);
     await Promise.allSettled(this.#ready.splice(0).map((s) => this.#end(s)));
+    const z = await this.#zygote;
+    z?.close();
+    await z?.ended;
   }
 }

@@ -6,6 +6,7 @@
  * stdout (the starter points it at <state>/shims/<id>/shim.log).
  *
  *   ctr-shim --id <id> [--warm] [--root D] [--state D] [--instance N] [--events-url U] [--log-level L]
+ *   ctr-shim --zygote [--root D] …: forks shims on its starter's word (zygote.ts)
  *
  * --warm: started ahead of its container (container-service's warm shims).
  * Until it hosts a task, any shim ends when its starter does, so a shim is
@@ -35,6 +36,7 @@ import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
 import { shimApi } from './service.js';
 import type { Task } from './task.js';
+import { forkedShim, runZygote } from './zygote.js';
 
 async function main() {
   let id: string;
@@ -196,8 +198,17 @@ async function main() {
       native.spare();
     });
   // The code this boot compiled, on disk now for the next shim (by default only at exit, which may be days away).
-  setImmediate(() => module.flushCompileCache?.());
+  if (!forkedShim()) setImmediate(() => module.flushCompileCache?.());
   log.info({ socket: server.socketPath, pid: process.pid }, 'serving');
 }
 
-void main();
+if (process.argv.includes('--zygote')) {
+  let paths: ReturnType<typeof layout>;
+  try {
+    paths = layout(loadConfig(parseDaemonFlags(process.argv.slice(2).filter((a) => a !== '--zygote'))));
+  } catch (err) {
+    process.stderr.write(`ctr-shim: ${(err as Error).message}\n`);
+    process.exit(2);
+  }
+  runZygote(main, paths.shimDir);
+} else void main();

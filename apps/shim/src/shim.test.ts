@@ -102,8 +102,13 @@ async function execScript(id: string, execId: string, script: string) {
 }
 
 /** Collects an attach stream until its exit message. */
-function attach(id: string, execId = '', input?: (write: (s: string) => void, close: () => void) => void) {
-  const stream = client.attach();
+function attach(
+  id: string,
+  execId = '',
+  input?: (write: (s: string) => void, close: () => void) => void,
+  on: ShimClient = client,
+) {
+  const stream = on.attach();
   stream.write({ part: { $case: 'start', value: { id, execId } } });
   let out = '';
   const done = new Promise<{ out: string; exit?: number }>((resolve, reject) => {
@@ -554,6 +559,69 @@ describe('the shim process', () => {
     await tty.client.start({ id: u.id, execId: '' });
     expect((await tty.client.wait({ id: u.id, execId: '' })).exitStatus).toBe(4);
     await tty.client.delete({ id: u.id, execId: '' });
+  });
+
+  it('forked from a zygote: a shim of its own (pid, session, log, spare ctr-init) sharing its heap; the unbound end with the zygote, the one with a task lives on', async () => {
+    const starter = `
+      import { ShimZygote, startShim } from '@ctr/shim-client';
+      const engine = ${JSON.stringify(engine)};
+      const z = await ShimZygote.start(engine);
+      const a = await startShim(engine, 'warm-za', { warm: true, zygote: z });
+      const b = await startShim(engine, 'warm-zb', { warm: true, zygote: z });
+      await a.client.bind({ id: 'zbound' });
+      process.stdout.write(z.pid + ' ' + a.pid + ' ' + b.pid + '\\n');
+      setInterval(() => {}, 1000);
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
+      cwd: join(import.meta.dirname, '..'),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const [zygotePid, boundPid, sparePid] = (
+      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())))
+    )
+      .trim()
+      .split(' ')
+      .map(Number);
+    expect(new Set([zygotePid, boundPid, sparePid]).size).toBe(3);
+    // Each is a process of its own: its own pid in its pid file and log, a session it leads, the zygote its parent.
+    expect(await readFile(join(engine.state, 'shims', 'zbound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
+    expect(await readFile(join(engine.state, 'shims', 'warm-zb', 'shim.pid'), 'utf8')).toBe(`${sparePid}\n`);
+    for (const pid of [boundPid, sparePid]) {
+      const st = await readProcStat(pid);
+      expect(st?.ppid).toBe(zygotePid);
+      const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+      expect(Number(fields[3])).toBe(pid); // session id
+    }
+    const log = await readFile(join(engine.state, 'shims', 'warm-zb', 'shim.log'), 'utf8');
+    expect(log).toContain(`"pid":${sparePid}`);
+    // The warm one spawned its ctr-init ahead (child processes work in a forked Node).
+    await waitFor(async () => {
+      for (const c of await childrenOf(sparePid)) if ((await readProcStat(c))?.comm === 'ctr-init') return true;
+      return false;
+    }, 'the forked spare to spawn its ctr-init');
+    // Its heap is the zygote's, copy-on-write: megabytes of it are still shared.
+    const shared = Number(
+      (await readFile(`/proc/${boundPid}/smaps_rollup`, 'utf8')).match(/^Shared_Dirty:\s+(\d+)/m)?.[1],
+    );
+    expect(shared).toBeGreaterThan(2048);
+
+    const bound = await reconnect('zbound', boundPid);
+    const t = await runTask('read line; echo "got $line"; exit 6', { on: bound.client, stdin: true });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    // The zygote ends with its starter, the spare with the zygote; the shim with a task stays.
+    await waitFor(() => !existsSync(`/proc/${zygotePid}`), 'the zygote to end', { timeoutMs: 5000 });
+    await waitFor(() => !existsSync(`/proc/${sparePid}`), 'the unbound forked shim to end', { timeoutMs: 5000 });
+    expect(existsSync(join(engine.state, 'shims', 'warm-zb'))).toBe(false);
+    expect(existsSync(`/proc/${boundPid}`)).toBe(true);
+    const a = attach(t.id, '', (write) => write('hi\n'), bound.client);
+    await bound.client.start({ id: t.id, execId: '' });
+    expect(await a.done).toEqual({ out: 'got hi\n', exit: 6 });
+    expect((await bound.client.wait({ id: t.id, execId: '' })).exitStatus).toBe(6);
+    expect(
+      JSON.parse(await readFile(join(engine.state, 'shims', 'zbound', `${t.id}.exit.json`), 'utf8')),
+    ).toMatchObject({ exitStatus: 6 });
+    await bound.client.delete({ id: t.id, execId: '' });
   });
 
   it('warm: a starter that dies while the shim still boots is not mistaken for its new parent', async () => {

@@ -6,9 +6,10 @@
  * stdout, and returns once its socket answers; the shim then outlives the
  * caller. connectShim reaches one that is already running.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
+import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShimService, Status } from '@ctr/api/shim/v1/shim';
@@ -33,7 +34,7 @@ export interface RunningShim {
   pid: number;
   socket: string;
   client: ShimClient;
-  /** Settles when the shim process ends (its starter is its parent, and sees it). */
+  /** Settles when the shim process ends (its parent, its starter or their zygote, sees it). */
   exited: Promise<void>;
 }
 
@@ -66,6 +67,8 @@ export interface StartShimOptions {
    * lives only as long as the process that started it.
    */
   warm?: boolean;
+  /** Fork the shim from this zygote rather than boot a Node of its own. */
+  zygote?: ShimZygote;
   /** Called with the shim's pid as soon as it is spawned, before it serves. */
   onSpawn?: (pid: number) => void;
 }
@@ -83,15 +86,57 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
   const dir = paths.shimDir(id);
   const socket = paths.shimSocket(id);
   if (socket.length > 107) throw failedPrecondition(`the shim socket path is too long for a unix socket: ${socket}`);
+  const logFile = join(dir, 'shim.log');
+  let pid: number;
+  let exited: Promise<void>;
+  let done = false;
+  if (opts.zygote) {
+    const forked = await opts.zygote.fork(id, Boolean(opts.warm));
+    pid = forked.pid;
+    exited = forked.exited;
+    opts.onSpawn?.(pid);
+  } else {
+    const child = spawnShim(engine, id, dir, logFile, opts);
+    pid = child.pid;
+    exited = child.exited;
+  }
+  void exited.then(() => {
+    done = true;
+  });
+  const deadline = Date.now() + timeoutMs;
+  while (!(await socketAlive(socket))) {
+    if (done || Date.now() > deadline) {
+      if (!done) signalQuietly(pid, 'SIGKILL');
+      const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
+      throw internal(`shim ${id} did not start${tail ? `: ${tail}` : ''}`);
+    }
+    await sleep(5);
+  }
+  return { id, pid, socket, client: connectShim(engine, id), exited };
+}
+
+function signalQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // gone already
+  }
+}
+
+/** A shim of its own Node: spawned detached (a session of its own), its log its stdout. */
+function spawnShim(
+  engine: ShimEngine,
+  id: string,
+  dir: string,
+  logFile: string,
+  opts: StartShimOptions,
+): { pid: number; exited: Promise<void> } {
   // In place, up to the spawn: a start that boots a shim as it waits on another (a warm spare's refill)
   // forks this process now, while it waits, rather than a few thread-pool trips later, into what comes next.
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const logFile = join(dir, 'shim.log');
   const out = openSync(logFile, 'a', 0o600);
   const [cmd, pre] = shimCommand();
-  const args = [...pre, '--id', id, '--root', engine.root, '--state', engine.state, '--instance', engine.instance];
-  if (engine.eventsUrl) args.push('--events-url', engine.eventsUrl);
-  if (engine.logLevel) args.push('--log-level', engine.logLevel);
+  const args = [...pre, '--id', id, ...engineFlags(engine)];
   if (opts.warm) args.push('--warm');
   let child: ReturnType<typeof spawn>;
   try {
@@ -99,10 +144,7 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
       detached: true,
       stdio: ['ignore', out, out],
       cwd: dir,
-      // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
-      // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
-      // The shim ends if its starter dies before it hosts anything: it learns who that is here.
-      env: { ...process.env, NODE_COMPILE_CACHE: paths.compileCache, CTR_SHIM_STARTER: String(process.pid) },
+      env: shimEnv(engine),
     });
   } finally {
     closeSync(out); // the child has its own
@@ -112,28 +154,150 @@ export async function startShim(engine: ShimEngine, id: string, opts: StartShimO
     if (opts.warm) renice(WARM_NICE, child.pid);
     opts.onSpawn?.(child.pid);
   }
-  let exited: number | null | undefined;
-  const ended = new Promise<void>((resolve) => {
-    child.once('exit', (code) => {
-      exited = code;
-      resolve();
-    });
-    child.once('error', () => {
-      exited = -1;
-      resolve();
-    });
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve());
   });
   child.unref();
-  const deadline = Date.now() + timeoutMs;
-  while (!(await socketAlive(socket))) {
-    if (exited !== undefined || Date.now() > deadline) {
-      if (exited === undefined) child.kill('SIGKILL');
-      const tail = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-3).join(' | ');
-      throw internal(`shim ${id} did not start${tail ? `: ${tail}` : ''}`);
-    }
-    await sleep(5);
+  return { pid: child.pid ?? 0, exited };
+}
+
+/** The flags every shim (and the zygote) is given: the engine's. */
+function engineFlags(engine: ShimEngine): string[] {
+  const args = ['--root', engine.root, '--state', engine.state, '--instance', engine.instance];
+  if (engine.eventsUrl) args.push('--events-url', engine.eventsUrl);
+  if (engine.logLevel) args.push('--log-level', engine.logLevel);
+  return args;
+}
+
+function shimEnv(engine: ShimEngine): NodeJS.ProcessEnv {
+  // V8's code for the shim's bundle, kept by the first shim for the next: compiling it was some
+  // 50 ms of CPU of every shim's boot here, which every start pays for (its warm spare's refill).
+  // The shim ends if its starter dies before it hosts anything: it learns who that is here.
+  return {
+    ...process.env,
+    NODE_COMPILE_CACHE: layout(engine).compileCache,
+    CTR_SHIM_STARTER: String(process.pid),
+  };
+}
+
+/**
+ * A shim zygote (apps/shim's zygote.ts): one Node boot, then shims forked
+ * from it in a few ms each, sharing its heap. It lives as long as this
+ * process keeps it (close(), or this process's death, ends it); the shims
+ * it forked outlive it. Its own errors go to this process's stderr.
+ */
+export class ShimZygote {
+  readonly pid: number;
+  #link: Socket;
+  #pending = new Map<string, { resolve: (pid: number) => void; reject: (err: Error) => void }>();
+  #exits = new Map<number, () => void>();
+  #gone = false;
+  readonly ended: Promise<void>;
+
+  private constructor(child: ChildProcess) {
+    this.pid = child.pid ?? 0;
+    this.#link = child.stdio[3] as Socket;
+    this.ended = new Promise<void>((resolve) => {
+      const gone = () => {
+        if (this.#gone) return;
+        this.#gone = true;
+        for (const p of this.#pending.values()) p.reject(internal('the shim zygote ended'));
+        this.#pending.clear();
+        // Its warm shims end with it (it is their starter); the others live on, unwatched from here.
+        for (const exit of this.#exits.values()) exit();
+        this.#exits.clear();
+        resolve();
+      };
+      child.once('exit', gone);
+      child.once('error', gone);
+    });
   }
-  return { id, pid: child.pid as number, socket, client: connectShim(engine, id), exited: ended };
+
+  /** Boots one; rejects if it is not ready in `timeoutMs`. */
+  static async start(engine: ShimEngine, timeoutMs = 10_000): Promise<ShimZygote> {
+    const [cmd, pre] = shimCommand();
+    if (cmd !== process.execPath) throw failedPrecondition('CTR_SHIM names an executable: it has no zygote');
+    // --single-threaded: V8 then posts no work to helper threads, which a forked copy would not have.
+    const child = spawn(cmd, ['--single-threaded', ...pre, '--zygote', ...engineFlags(engine)], {
+      detached: true,
+      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+      env: shimEnv(engine),
+    });
+    if (child.pid) renice(WARM_NICE, child.pid);
+    const z = new ShimZygote(child);
+    const ready = new Promise<void>((resolve, reject) => {
+      z.#onReady = resolve;
+      void z.ended.then(() => reject(internal('the shim zygote ended as it booted')));
+      setTimeout(() => reject(internal(`the shim zygote was not ready in ${timeoutMs} ms`)), timeoutMs).unref();
+    });
+    z.#read();
+    child.unref();
+    try {
+      await ready;
+    } catch (err) {
+      z.close();
+      throw err;
+    }
+    z.#link.unref(); // kept in the loop only while a fork is asked for (#refs)
+    return z;
+  }
+
+  #onReady: () => void = () => undefined;
+
+  #read(): void {
+    let buffered = '';
+    this.#link.setEncoding('utf8');
+    this.#link.on('data', (chunk: string) => {
+      buffered += chunk;
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        let msg: { ready?: boolean; id?: string; pid?: number; error?: string; exit?: number };
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (msg.ready) this.#onReady();
+        else if (msg.exit !== undefined) {
+          this.#exits.get(msg.exit)?.();
+          this.#exits.delete(msg.exit);
+        } else if (msg.id !== undefined) {
+          const p = this.#pending.get(msg.id);
+          this.#pending.delete(msg.id);
+          if (msg.pid) p?.resolve(msg.pid);
+          else p?.reject(internal(`the shim zygote could not fork ${msg.id}: ${msg.error ?? 'no pid'}`));
+        }
+      }
+    });
+    this.#link.on('error', () => this.close());
+  }
+
+  get alive(): boolean {
+    return !this.#gone;
+  }
+
+  /** A new shim `id`, forked: its pid, and when it ends. */
+  async fork(id: string, warm: boolean): Promise<{ pid: number; exited: Promise<void> }> {
+    if (this.#gone) throw internal('the shim zygote has ended');
+    if (this.#pending.has(id)) throw failedPrecondition(`shim ${id} is being forked already`);
+    this.#link.ref();
+    const pid = await new Promise<number>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.#link.write(`${JSON.stringify({ fork: { id, warm } })}\n`);
+    }).finally(() => {
+      if (!this.#pending.size) this.#link.unref();
+    });
+    const exited = new Promise<void>((resolve) => this.#exits.set(pid, resolve));
+    return { pid, exited };
+  }
+
+  /** Ends the zygote (not the shims it forked). */
+  close(): void {
+    this.#link.destroy();
+    if (!this.#gone) signalQuietly(this.pid, 'SIGTERM');
+  }
 }
 
 /**

@@ -6,3 +6,4 @@ export * from './netns.js';
 export * from './netlink.js';
 export * from './ports.js';
 export * from './rootfs.js';
+export * from './fork.js';
