@@ -1,6 +1,8 @@
 /**
  * ctr-shim: one per container, started detached (its own session) by whoever
- * creates the container, so it outlives them. It is the subreaper of its
+ * creates the container, so it outlives them; or forked from a shim zygote
+ * (zygote.ts), as container-service's warm shims are, which makes it the
+ * same process as far as anyone can tell. It is the subreaper of its
  * container's processes, serves `ctr.shim.v1.Shim` on
  * <state>/shims/<id>/shim.sock and publishes task events. Its own log is its
  * stdout (the starter points it at <state>/shims/<id>/shim.log).
