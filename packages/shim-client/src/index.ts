@@ -219,7 +219,9 @@ export class ShimZygote {
     const [cmd, pre] = shimCommand();
     if (cmd !== process.execPath) throw failedPrecondition('CTR_SHIM names an executable: it has no zygote');
     // --single-threaded: V8 then posts no work to helper threads, which a forked copy would not have.
-    const child = spawn(cmd, ['--single-threaded', ...pre, '--zygote', ...engineFlags(engine)], {
+    // --no-lazy: every function of the shim compiled as the zygote loads it (and kept in its code
+    // cache), not in each forked shim on first use: 9 ms less CPU a shim here, and bytecode they share.
+    const child = spawn(cmd, ['--single-threaded', '--no-lazy', ...pre, '--zygote', ...engineFlags(engine)], {
       detached: true,
       stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
       env: shimEnv(engine),

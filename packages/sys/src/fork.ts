@@ -12,8 +12,8 @@
  *
  * Two things make the child work at all:
  * - V8 maps its heap MADV_DONTFORK, so a child would have none and crash at
- *   its first touch of it. Every private anonymous mapping is marked
- *   MADV_DOFORK before the fork (a no-op on those without the mark).
+ *   its first touch of it. Every mapping is marked MADV_DOFORK just before
+ *   the fork (a no-op on those without the mark).
  * - The child shares libuv's epoll instance, signal pipe and async wakeup
  *   with its parent; uv_loop_fork gives it its own before any of them is used.
  *
@@ -31,6 +31,7 @@ const c = {
   setsid: libc.func('int setsid(void)'),
   dup2: libc.func('int dup2(int oldfd, int newfd)'),
   getpid: libc.func('int getpid(void)'),
+  exit: libc.func('void exit(int status)'),
 };
 
 /** libuv, as Node itself exports it: the program's own symbols. */
@@ -47,18 +48,46 @@ function libuv() {
 }
 
 const MADV_DOFORK = 11;
+const EINVAL = 22;
+/** The end of user address space on x86-64 (and the page-aligned start of the search). */
+const USER_END = 0x7ffffffff000n;
 
-/** Every private anonymous mapping (V8's heap among them) is given to a child again. */
-function markHeapForFork(): void {
+/** The mappings madvise must not be given: I/O ones (vvar, io_uring's rings, devices), which refuse it. */
+function ioMappings(): [bigint, bigint][] {
+  const out: [bigint, bigint][] = [];
   for (const line of readFileSync('/proc/self/maps', 'latin1').split('\n')) {
-    // "start-end perms offset dev inode [path]": anonymous ones have inode 0 and no path.
-    const f = line.split(/\s+/, 6);
-    // Reserved (PROT_NONE) ones too: V8 commits those as its heap grows.
-    if (f.length < 5 || f[4] !== '0' || f[5] || !f[1].endsWith('p')) continue;
-    const [start, end] = f[0].split('-');
-    const from = BigInt(`0x${start}`);
-    c.madvise(from, BigInt(`0x${end}`) - from, MADV_DOFORK);
+    // "start-end perms offset dev inode [path]"
+    const m = /^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const path = m?.[3] ?? '';
+    if (!m || !(path.startsWith('[v') || path.startsWith('anon_inode:') || path.startsWith('/dev/'))) continue;
+    out.push([BigInt(`0x${m[1]}`), BigInt(`0x${m[2]}`)]);
   }
+  return out.sort((a, b) => (a[0] < b[0] ? -1 : 1));
+}
+
+/**
+ * The ranges (start, length) to give every mapping (V8's heap among them) to a child again
+ * in: the whole address space but its I/O mappings, a few madvise calls.
+ * Per range rather than per mapping found, so that a heap page V8 maps
+ * after the list was read (a GC can, at any allocation) is covered as well.
+ * Checked once here (the gaps between mappings make madvise say ENOMEM,
+ * having marked the rest); forkNode marks them all again just before the
+ * fork, with nothing between that could allocate.
+ */
+function forkRanges(): [bigint, bigint][] {
+  let from = 0n;
+  const ranges: [bigint, bigint][] = [];
+  for (const [start, end] of ioMappings()) {
+    if (start > from) ranges.push([from, start]);
+    if (end > from) from = end;
+  }
+  if (from < USER_END) ranges.push([from, USER_END]);
+  const out: [bigint, bigint][] = ranges.map(([start, end]) => [start, end - start]);
+  for (const [start, length] of out) {
+    if (c.madvise(start, length, MADV_DOFORK) < 0 && koffi.errno() === EINVAL)
+      throw new SysError('madvise', EINVAL, `MADV_DOFORK at ${start.toString(16)}`);
+  }
+  return out;
 }
 
 /**
@@ -68,10 +97,12 @@ function markHeapForFork(): void {
  */
 export function forkNode(): number {
   const { defaultLoop, loopFork } = libuv(); // loaded before the fork, so the child need not
-  markHeapForFork();
+  const ranges = forkRanges();
+  for (const [start, length] of ranges) c.madvise(start, length, MADV_DOFORK);
   const pid = c.fork();
   if (pid < 0) throw new SysError('fork', koffi.errno(), 'of a shim');
   if (pid === 0) {
+    exitWithoutTeardown();
     const r = loopFork(defaultLoop());
     // A child without a loop of its own would steal its parent's events: it cannot go on.
     if (r !== 0) {
@@ -80,6 +111,24 @@ export function forkNode(): number {
     }
   }
   return pid;
+}
+
+/**
+ * Node's teardown at exit stops the platform's threads, which a forked child
+ * does not have: it would crash there (SIGSEGV) and lose its exit status. So
+ * the child ends through the C library's exit() instead, on every way out:
+ * process.exit (through process.reallyExit), a loop with nothing left to do,
+ * and an exception nobody handles (Node's own handling ends in teardown).
+ */
+function exitWithoutTeardown(): void {
+  const exit = c.exit;
+  (process as unknown as { reallyExit: (code?: number) => void }).reallyExit = (code) => exit(code ?? 0);
+  process.on('beforeExit', (code) => process.exit(code));
+  process.on('uncaughtException', (err) => {
+    if (process.listenerCount('uncaughtException') > 1) return; // the program's own handler has it
+    process.stderr.write(`${err?.stack ?? err}\n`);
+    process.exit(1);
+  });
 }
 
 /** setsid(2): the caller leads a new session (and process group) of its own. */
