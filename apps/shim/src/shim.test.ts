@@ -456,13 +456,8 @@ describe('the shim process', () => {
       process.stdout.write(String(s.pid) + '\\n');
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
-      cwd: join(import.meta.dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const shimPid = Number(
-      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
-    );
+    const { child, pids } = await startStarter(starter);
+    const [shimPid] = pids;
     // A shim that hosts a task outlives its starter (one that hosts none would end with it).
     const first = await reconnect('orphan', shimPid);
     const held = await runTask('exit 0', { on: first.client });
@@ -490,16 +485,10 @@ describe('the shim process', () => {
       process.stdout.write(a.pid + ' ' + b.pid + ' ' + c.pid + '\\n');
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
-      cwd: join(import.meta.dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const [boundPid, sparePid, idlePid] = (
-      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())))
-    )
-      .trim()
-      .split(' ')
-      .map(Number);
+    const {
+      child,
+      pids: [boundPid, sparePid, idlePid],
+    } = await startStarter(starter);
     expect(existsSync(join(engine.state, 'shims', 'warm-a'))).toBe(false);
     expect(await readFile(join(engine.state, 'shims', 'bound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
     // A spare boots behind other work, every thread of it; bound, it is at everyone's priority.
@@ -572,16 +561,10 @@ describe('the shim process', () => {
       process.stdout.write(z.pid + ' ' + a.pid + ' ' + b.pid + '\\n');
       setInterval(() => {}, 1000);
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
-      cwd: join(import.meta.dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const [zygotePid, boundPid, sparePid] = (
-      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())))
-    )
-      .trim()
-      .split(' ')
-      .map(Number);
+    const {
+      child,
+      pids: [zygotePid, boundPid, sparePid],
+    } = await startStarter(starter);
     expect(new Set([zygotePid, boundPid, sparePid]).size).toBe(3);
     // Each is a process of its own: its own pid in its pid file and log, a session it leads, the zygote its parent.
     expect(await readFile(join(engine.state, 'shims', 'zbound', 'shim.pid'), 'utf8')).toBe(`${boundPid}\n`);
@@ -632,13 +615,8 @@ describe('the shim process', () => {
         onSpawn: (pid) => process.stdout.write(pid + '\\n', () => process.exit(0)),
       });
     `;
-    const child = spawn(process.execPath, ['--input-type=module', '-e', starter], {
-      cwd: join(import.meta.dirname, '..'),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const pid = Number(
-      await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString()))),
-    );
+    const { child, pids } = await startStarter(starter);
+    const [pid] = pids;
     await new Promise((r) => child.once('exit', r));
     expect(pid).toBeGreaterThan(0);
     await waitFor(() => !existsSync(`/proc/${pid}`), 'the orphaned warm shim to end', { timeoutMs: 8000 });
@@ -714,6 +692,20 @@ async function threadNices(pid: number): Promise<number[]> {
   const stats = await Promise.all(tids.map((t) => readFile(`/proc/${pid}/task/${t}/stat`, 'utf8').catch(() => '')));
   // After the command's closing parenthesis, fields 3 onwards: nice is the 19th field.
   return stats.filter(Boolean).map((s) => Number(s.slice(s.lastIndexOf(')') + 2).split(' ')[16]));
+}
+
+/**
+ * Runs `script` (an ES module that may import the workspace's packages) as a
+ * process of its own, a shim's starter: it and the pids it prints on its
+ * first line.
+ */
+async function startStarter(script: string) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: join(import.meta.dirname, '..'),
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+  return { child, pids: line.trim().split(' ').map(Number) };
 }
 
 /** Reconnects to a shim that is already running (what container-service does after its restart). */

@@ -66,7 +66,7 @@ export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => st
     }
   };
   const end = () => process.exit(0);
-  const reaping = setInterval(reap, 1000);
+  const reaping = setInterval(reap, 5000); // SIGCHLDs coalesce: now and then, a sweep for what they hid
   const watching = setInterval(() => process.ppid !== starter && end(), 1000);
   process.on('SIGCHLD', reap);
   process.on('SIGTERM', end);
