@@ -38,7 +38,7 @@ import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
 import { shimApi } from './service.js';
 import type { Task } from './task.js';
-import { forkedShim, runZygote } from './zygote.js';
+import { forkedShim, retitle, runZygote } from './zygote.js';
 
 async function main() {
   let id: string;
@@ -183,6 +183,7 @@ async function main() {
     renice(0);
     log.info({ container: to }, 'bound to its container');
     id = to;
+    retitle(id);
     dir = target;
     log = base.child({ shim: id });
     ctx.dir = dir;

@@ -574,6 +574,11 @@ describe('the shim process', () => {
       expect(st?.ppid).toBe(zygotePid);
       expect(st?.session).toBe(pid);
     }
+    // And is named so in ps: its own id and the engine's flags (the test's dirs among them), not the zygote's line.
+    const cmdline = async (pid: number) => (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0+/g, ' ').trim();
+    expect(await cmdline(boundPid)).toMatch(new RegExp(`^ctr-shim --id zbound --root ${engine.root} `));
+    expect(await cmdline(sparePid)).toMatch(/^ctr-shim --id warm-zb /);
+    expect(await cmdline(zygotePid)).toContain('--zygote');
     const log = await readFile(join(engine.state, 'shims', 'warm-zb', 'shim.log'), 'utf8');
     expect(log).toContain(`"pid":${sparePid}`);
     // The warm one spawned its ctr-init ahead (child processes work in a forked Node).

@@ -42,6 +42,19 @@ function shimArgs(req: ForkRequest): string[] {
 }
 
 /**
+ * A forked shim's command line, as ps and /proc show it: `ctr-shim --id <id>`
+ * and the engine's flags, not the zygote's (it is written over the zygote's
+ * argv, which is longer). Again when Bind gives the shim its container's id.
+ */
+export function retitle(id: string): void {
+  if (!forked) return;
+  const flags = process.argv.slice(2);
+  const at = flags.indexOf('--id');
+  if (at >= 0) flags.splice(at, 2);
+  process.title = ['ctr-shim', '--id', id, ...flags.filter((a) => a !== '--warm')].join(' ');
+}
+
+/**
  * Runs the zygote until its starter lets it go. `shim` is the shim's main:
  * a forked child calls it, as the zygote's call returns there.
  */
@@ -91,6 +104,7 @@ export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => st
     // The shim ends with its starter until it hosts a task: here that is the zygote.
     process.env.CTR_SHIM_STARTER = String(zygote);
     process.argv = [process.argv[0], process.argv[1], ...shimArgs(req)];
+    retitle(req.id);
     void shim();
   };
 
