@@ -60,6 +60,7 @@ export function retitle(id: string): void {
  */
 export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => string): void {
   const starter = Number(process.env.CTR_SHIM_STARTER) || process.ppid;
+  const zygote = process.pid; // the zygote's own, which it is never forked from
   const link = new Socket({ fd: 3, readable: true, writable: true });
   const children = new Set<number>();
   const send = (msg: object) => link.write(`${JSON.stringify(msg)}\n`);
@@ -85,7 +86,7 @@ export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => st
   process.on('SIGTERM', end);
 
   /** In the child: nothing of the zygote's left, then the shim's own boot. */
-  const become = (req: ForkRequest, zygote: number) => {
+  const become = (req: ForkRequest) => {
     clearInterval(reaping);
     clearInterval(watching);
     process.removeAllListeners('SIGCHLD');
@@ -123,7 +124,6 @@ export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => st
         fail(err);
         continue;
       }
-      const zygote = getpid();
       let pid: number;
       try {
         pid = forkNode();
@@ -133,7 +133,7 @@ export function runZygote(shim: () => Promise<void>, shimDir: (id: string) => st
       }
       if (pid === 0) {
         forked = true; // the rest of this chunk is the zygote's
-        become(req, zygote);
+        become(req);
         return;
       }
       children.add(pid);

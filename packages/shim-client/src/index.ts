@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import type { Socket } from 'node:net';
+import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ShimService, Status } from '@ctr/api/shim/v1/shim';
@@ -241,43 +242,32 @@ export class ShimZygote {
       z.close();
       throw err;
     }
-    z.#link.unref(); // kept in the loop only while a fork is asked for (#refs)
+    z.#link.unref(); // kept in the loop only while a fork is asked for (fork())
     return z;
   }
 
   #onReady: () => void = () => undefined;
 
   #read(): void {
-    let buffered = '';
-    this.#link.setEncoding('utf8');
-    this.#link.on('data', (chunk: string) => {
-      buffered += chunk;
-      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        let msg: { ready?: boolean; id?: string; pid?: number; error?: string; exit?: number };
-        try {
-          msg = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        if (msg.ready) this.#onReady();
-        else if (msg.exit !== undefined) {
-          this.#exits.get(msg.exit)?.();
-          this.#exits.delete(msg.exit);
-        } else if (msg.id !== undefined) {
-          const p = this.#pending.get(msg.id);
-          this.#pending.delete(msg.id);
-          if (msg.pid) p?.resolve(msg.pid);
-          else p?.reject(internal(`the shim zygote could not fork ${msg.id}: ${msg.error ?? 'no pid'}`));
-        }
+    createInterface({ input: this.#link, crlfDelay: Number.POSITIVE_INFINITY }).on('line', (line) => {
+      let msg: { ready?: boolean; id?: string; pid?: number; error?: string; exit?: number };
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (msg.ready) this.#onReady();
+      else if (msg.exit !== undefined) {
+        this.#exits.get(msg.exit)?.();
+        this.#exits.delete(msg.exit);
+      } else if (msg.id !== undefined) {
+        const p = this.#pending.get(msg.id);
+        this.#pending.delete(msg.id);
+        if (msg.pid) p?.resolve(msg.pid);
+        else p?.reject(internal(`the shim zygote could not fork ${msg.id}: ${msg.error ?? 'no pid'}`));
       }
     });
     this.#link.on('error', () => this.close());
-  }
-
-  get alive(): boolean {
-    return !this.#gone;
   }
 
   /** A new shim `id`, forked: its pid, and when it ends. */
