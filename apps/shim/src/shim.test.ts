@@ -3,7 +3,7 @@
  * testkit's busybox rootfs, driven over the shim's socket the way
  * container-service drives them, events on a real nats-server.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,6 +27,8 @@ let shim: RunningShim;
 let client: ShimClient;
 const events: Envelope[] = [];
 const shims: Omit<RunningShim, 'exited'>[] = [];
+/** Starter processes (startStarter) and the pids they reported: ended in afterAll, even when their test failed. */
+const starters: { child: ChildProcess; pids: number[] }[] = [];
 
 beforeAll(async () => {
   nats = await TestNats.start();
@@ -42,10 +44,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const { child } of starters) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   for (const s of shims) {
     await s.client.shutdown({ id: '', now: true }).catch(() => undefined);
     await waitFor(() => !existsSync(`/proc/${s.pid}`), `shim ${s.id} to exit`).catch(() => signal(s.pid, 'SIGKILL'));
     s.client.close();
+  }
+  // What a starter started ends with it (a zygote, unbound shims) within a second or so; the leak check tells of the rest.
+  for (const pid of starters.flatMap((s) => s.pids).filter((p) => p > 0)) {
+    await waitFor(() => !existsSync(`/proc/${pid}`), `process ${pid} to end`).catch(() => undefined);
   }
   await bus?.close();
   await nats?.stop();
@@ -591,6 +598,12 @@ describe('the shim process', () => {
       (await readFile(`/proc/${boundPid}/smaps_rollup`, 'utf8')).match(/^Shared_Dirty:\s+(\d+)/m)?.[1],
     );
     expect(shared).toBeGreaterThan(2048);
+    // The zygote started no libuv thread pool (a fork keeps only its calling thread), its rehearsals included.
+    const threads = await Promise.all(
+      (await readdir(`/proc/${zygotePid}/task`)).map((t) => readFile(`/proc/${zygotePid}/task/${t}/comm`, 'utf8')),
+    );
+    expect(threads.map((c) => c.trim())).not.toContain('libuv-worker');
+    expect(threads.map((c) => c.trim())).toContain('MainThread');
 
     const bound = await reconnect('zbound', boundPid);
     const t = await runTask('read line; echo "got $line"; exit 6', { on: bound.client, stdin: true });
@@ -709,8 +722,11 @@ async function startStarter(script: string) {
     cwd: join(import.meta.dirname, '..'),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  const started = { child, pids: [] as number[] };
+  starters.push(started);
   const line = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString())));
-  return { child, pids: line.trim().split(' ').map(Number) };
+  started.pids = line.trim().split(' ').map(Number);
+  return started;
 }
 
 /** Reconnects to a shim that is already running (what container-service does after its restart). */

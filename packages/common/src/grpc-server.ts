@@ -16,8 +16,7 @@
  * beyond what HTTP/2 carries, and deadlines (a client that gives up resets
  * its stream, which the handler sees as 'cancelled').
  */
-import { existsSync } from 'node:fs';
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
+import { chmodSync, existsSync, lstatSync, mkdirSync, type Stats, unlinkSync } from 'node:fs';
 import { createServer, connect as netConnect } from 'node:net';
 import { dirname } from 'node:path';
 import { Duplex } from 'node:stream';
@@ -42,19 +41,22 @@ export function socketAlive(socketPath: string): Promise<boolean> {
 
 /** Makes the socket path ours: a stale socket is removed, a live one refused. */
 export async function claimSocket(socketPath: string): Promise<void> {
-  await mkdir(dirname(socketPath), { recursive: true, mode: 0o711 });
-  let st: Awaited<ReturnType<typeof lstat>>;
+  // In this thread, not libuv's pool: a shim zygote rehearses serving, and starts no pool (apps/shim/src/zygote.ts).
+  mkdirSync(dirname(socketPath), { recursive: true, mode: 0o711 });
+  let st: Stats;
   try {
-    st = await lstat(socketPath);
+    st = lstatSync(socketPath);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw err;
   }
   if (!st.isSocket()) throw failedPrecondition(`${socketPath} exists and is not a socket`);
   if (await socketAlive(socketPath)) throw alreadyExists(`another process is serving ${socketPath}`);
-  await unlink(socketPath).catch((err) => {
-    if (err.code !== 'ENOENT') throw err;
-  });
+  try {
+    unlinkSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }
 
 interface StatusLike {
@@ -254,7 +256,7 @@ export async function serveH2(socketPath: string, services: ServiceBinding[]): P
       resolve();
     });
   });
-  await chmod(socketPath, 0o660);
+  chmodSync(socketPath, 0o660);
 
   let closed: Promise<void> | undefined;
   return {
