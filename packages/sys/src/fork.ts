@@ -70,9 +70,6 @@ function ioMappings(): [bigint, bigint][] {
  * in: the whole address space but its I/O mappings, a few madvise calls.
  * Per range rather than per mapping found, so that a heap page V8 maps
  * after the list was read (a GC can, at any allocation) is covered as well.
- * Checked once here (the gaps between mappings make madvise say ENOMEM,
- * having marked the rest); forkNode marks them all again just before the
- * fork, with nothing between that could allocate.
  */
 function forkRanges(): [bigint, bigint][] {
   let from = 0n;
@@ -82,12 +79,32 @@ function forkRanges(): [bigint, bigint][] {
     if (end > from) from = end;
   }
   if (from < USER_END) ranges.push([from, USER_END]);
-  const out: [bigint, bigint][] = ranges.map(([start, end]) => [start, end - start]);
-  for (const [start, length] of out) {
-    if (c.madvise(start, length, MADV_DOFORK) < 0 && koffi.errno() === EINVAL)
-      throw new SysError('madvise', EINVAL, `MADV_DOFORK at ${start.toString(16)}`);
-  }
-  return out;
+  return ranges.map(([start, end]) => [start, end - start]);
+}
+
+/** Marks `ranges` MADV_DOFORK; false if one holds a mapping that refuses it (EINVAL: an I/O one). */
+function markForFork(ranges: [bigint, bigint][]): boolean {
+  // The gaps between mappings make madvise say ENOMEM, having marked the rest.
+  for (const [start, length] of ranges)
+    if (c.madvise(start, length, MADV_DOFORK) < 0 && koffi.errno() === EINVAL) return false;
+  return true;
+}
+
+/**
+ * The ranges of the last fork, kept: a process's I/O mappings (vvar, vdso,
+ * io_uring's rings) are made as it starts. Reading /proc/self/maps again
+ * for every fork filled the zygote's young generation with its lines, pages
+ * the shim forked before then held copies of, its own: some 60 KB of each
+ * shim's PSS.
+ */
+let known: [bigint, bigint][] | undefined;
+
+/** Ranges checked once here; forkNode marks them all again just before the fork, with nothing between that could allocate. */
+function checkedRanges(): [bigint, bigint][] {
+  if (known && markForFork(known)) return known;
+  known = forkRanges();
+  if (!markForFork(known)) throw new SysError('madvise', EINVAL, 'MADV_DOFORK of a mapping outside the I/O ones');
+  return known;
 }
 
 /**
@@ -97,7 +114,7 @@ function forkRanges(): [bigint, bigint][] {
  */
 export function forkNode(): number {
   const { defaultLoop, loopFork } = libuv(); // loaded before the fork, so the child need not
-  const ranges = forkRanges();
+  const ranges = checkedRanges();
   for (const [start, length] of ranges) c.madvise(start, length, MADV_DOFORK);
   const pid = c.fork();
   if (pid < 0) throw new SysError('fork', koffi.errno(), 'of a shim');
