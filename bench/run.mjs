@@ -7,7 +7,8 @@
  *     interleaved rounds, medians; Node's own start for reference. Each
  *     command starts 300 ms after the one before, on a quiet machine.
  *   - 20 detached containers started one after another (`run -d ... sleep`):
- *     the time for all 20, and memory per container as the PSS of its shim
+ *     the time for all 20 (default bridge, and --network none, as containerd's
+ *     `ctr run -d` has none), and memory per container as the PSS of its shim
  *     (containerd-shim-runc-v2 for containerd); ours with the share of the
  *     zygote they are forked from counted in as well, and in the ratio.
  *   - pull + unpack of a multi-layer Debian image from a local registry
@@ -93,12 +94,12 @@ async function subBench(script, rounds) {
  * and memory per container as the PSS of the shims they run in over their
  * number (a group's shim counted once); the containers are removed after.
  */
-async function detached(engine, image) {
+async function detached(engine, image, flags = []) {
   const ctrctl = (...args) => exec(process.execPath, [CTRCTL, ...args], engine.env);
   await ctrctl('pull', '-q', image);
   const ids = [];
   const t0 = performance.now();
-  for (let i = 0; i < DETACHED; i++) ids.push((await ctrctl('run', '-d', image, 'sleep', '1000')).out.trim());
+  for (let i = 0; i < DETACHED; i++) ids.push((await ctrctl('run', '-d', ...flags, image, 'sleep', '1000')).out.trim());
   const ms = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 1000));
   const pids = new Set(
@@ -183,6 +184,8 @@ async function main() {
     // 2. 20 detached containers, one shim each (the default), then sharing shims (shim.group)
     const ours = await detached(engine, image);
     const warmPss = await warmShimPss(engine);
+    // Like for like: containerd's `ctr run -d` gives its containers no network.
+    const oursNone = await detached(engine, image, ['--network', 'none']);
     const grouped = await detached(groupEngine, image);
     const t0 = performance.now();
     for (let i = 0; i < DETACHED; i++) await ctr('run', '-d', image, `d-${i}`, 'sleep', '1000');
@@ -192,9 +195,9 @@ async function main() {
     const theirsPss = (await Promise.all(theirShims.map(pssKb))).reduce((a, b) => a + b, 0) / DETACHED / 1024;
     rows.push([
       `${DETACHED} detached containers, started one after another`,
-      `${(ours.ms / 1000).toFixed(2)} s; ${(grouped.ms / 1000).toFixed(2)} s with \`shim.group\` ${GROUP}`,
-      `${(theirsMs / 1000).toFixed(2)} s`,
-      `${(ours.ms / theirsMs).toFixed(2)}× / ${(grouped.ms / theirsMs).toFixed(2)}×`,
+      `${(ours.ms / 1000).toFixed(2)} s (bridge), ${(oursNone.ms / 1000).toFixed(2)} s (--network none); ${(grouped.ms / 1000).toFixed(2)} s with \`shim.group\` ${GROUP} (bridge)`,
+      `${(theirsMs / 1000).toFixed(2)} s (\`ctr run -d\`, no network)`,
+      `${(ours.ms / theirsMs).toFixed(2)}× / ${(oursNone.ms / theirsMs).toFixed(2)}× / ${(grouped.ms / theirsMs).toFixed(2)}×`,
       '≤ 1.0×',
     ]);
     rows.push([
