@@ -14,10 +14,9 @@
  * Until it hosts a task, any shim ends when its starter does, so a shim is
  * never left behind by a service that died before it gave the shim its task.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import module from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type CgroupLayout, CgroupMovePrimer, hostLayout } from '@ctr/cgroups';
 import { type Config, layout, loadConfig } from '@ctr/common/config';
@@ -229,14 +228,14 @@ async function main(host?: HostView) {
  * stream internals, pino's) is the zygote's, shared by every shim it forks,
  * rather than each shim's own copy: some 0.3 MB of every shim's PSS here.
  */
-async function rehearseServing(): Promise<void> {
+async function rehearseServing(scratch: string): Promise<void> {
   createLogger({ name: 'shim', json: true }); // json: its stdout stays unmade, as a forked shim's fd 1 is its log
-  const dir = mkdtempSync(join(tmpdir(), 'ctr-zygote-'));
+  const socket = join(scratch, `rehearsal-${process.pid}.sock`);
   try {
-    const server = await serveH2(join(dir, 'rehearsal.sock'), [new HealthReporter().binding()]);
+    const server = await serveH2(socket, [new HealthReporter().binding()]);
     await server.close(0);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    rmSync(socket, { force: true });
   }
 }
 
@@ -252,7 +251,7 @@ if (process.argv.includes('--zygote')) {
   const prepare = async () => {
     const host = await learnHost();
     rehearsePlan(host.cgroupInfo);
-    await rehearseServing();
+    await rehearseServing(paths.zygoteDir);
     return host;
   };
   void prepare().then(

@@ -180,6 +180,8 @@ export function layout(cfg: Pick<Config, 'root' | 'state'>) {
     seccompDir: join(cfg.state, 'seccomp'),
     /** V8's compiled code of the shim's bundle (NODE_COMPILE_CACHE), kept for the next shim. */
     compileCache: join(cfg.state, 'compile-cache'),
+    /** The shim zygote's scratch: the socket it rehearses serving on before its first fork. */
+    zygoteDir: join(cfg.state, 'zygote'),
     containerDir: (id: string) => join(cfg.root, 'containers', id),
   };
 }
