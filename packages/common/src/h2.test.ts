@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { H2Error, type H2Headers, H2Session, type H2Stream } from './h2.js';
+import { H2Error, type H2Headers, H2Session, type H2Stream, HpackDecoder } from './h2.js';
 
 // Our HTTP/2 client against node:http2's server (nghttp2, as grpc-js's servers run on it).
 let dir: string;
@@ -55,6 +55,31 @@ function exchange(stream: H2Stream): Promise<Result> {
     });
   });
 }
+
+describe('HpackDecoder', () => {
+  it("decodes RFC 7541's Huffman examples, and refuses padding that is not EOS's prefix and EOS itself", () => {
+    // C.4.1 to C.4.3, one connection's requests: :authority www.example.com, cache-control: no-cache, then
+    // custom-key: custom-value, all Huffman-coded (and indexed from the dynamic table when they come again).
+    const d = new HpackDecoder();
+    expect(d.decode(Buffer.from('828684418cf1e3c2e5f23a6ba0ab90f4ff', 'hex'))).toEqual([
+      [':method', 'GET'],
+      [':scheme', 'http'],
+      [':path', '/'],
+      [':authority', 'www.example.com'],
+    ]);
+    expect(d.decode(Buffer.from('828684be5886a8eb10649cbf', 'hex'))).toContainEqual(['cache-control', 'no-cache']);
+    expect(d.decode(Buffer.from('828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf', 'hex'))).toContainEqual([
+      'custom-key',
+      'custom-value',
+    ]);
+    const literal = (huffman: string) =>
+      Buffer.concat([Buffer.from([0x00, 0x01, 0x61, 0x80 | (huffman.length / 2)]), Buffer.from(huffman, 'hex')]);
+    expect(new HpackDecoder().decode(literal('07'))).toEqual([['a', '0']]); // '0' is 00000, then 111 of padding
+    expect(() => new HpackDecoder().decode(literal('00'))).toThrow('bad Huffman padding'); // padding of zeros
+    expect(() => new HpackDecoder().decode(literal('1fff'))).toThrow('bad Huffman padding'); // 11 bits of padding
+    expect(() => new HpackDecoder().decode(literal('fffffffc'))).toThrow('EOS in a string'); // EOS: 30 ones
+  });
+});
 
 describe('H2Session', () => {
   it('decodes what nghttp2 encodes: static and dynamic tables, Huffman, every byte a value may hold', async () => {
