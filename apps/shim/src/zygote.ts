@@ -5,7 +5,11 @@
  * in a few ms where a Node boot is some 60 ms of CPU, and it shares the
  * zygote's heap (the shim's code, compiled) copy-on-write instead of
  * building its own: what a running container's shim costs in memory is what
- * it wrote since.
+ * it wrote since. So before its first fork it does once what each shim would
+ * do at its boot (main.ts: learn the host's cgroup mounts, rehearse a plan,
+ * serve a socket and make a logger), and after that it writes as little as
+ * it can (forkNode keeps its ranges): pages it writes after a fork become
+ * the last forked shim's own.
  *
  * It talks with its starter (container-service's warm shims) on fd 3, a
  * socket pair, one JSON object a line:

@@ -246,7 +246,8 @@ export function planFromSpec(spec: Spec, opts: PlanOptions): Buffer {
  * Plans a container that will never run, once, while a warm shim waits for
  * its own: a shim serves one container, so without this the first (and only)
  * plan it makes meets all of this code cold, some 3 ms of a start. (A second
- * rehearsal saved 0.2 ms more, for 1 ms of every shim's CPU.)
+ * rehearsal saved 0.2 ms more, for 1 ms of every shim's CPU.) A shim
+ * zygote does it once, before its first fork, for every shim it forks.
  */
 export function rehearsePlan(cgroups: CgroupMountInfo): void {
   const spec = defaultSpec('/', ['true']);
